@@ -1,0 +1,351 @@
+"""The one settings schema: the charm renders it, the agent reads it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import yaml
+
+# Juju application names: lower-case letters, digits and hyphens; no segment is digits only.
+_APP_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]*[a-z][a-z0-9]*)*$")
+_ENDPOINT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+STRATEGIES = ("oldest", "random")
+
+DEFAULT_STATE_DIR = pathlib.Path("/var/lib/whirlwind")
+DEFAULT_CONTROL_SOCKET = pathlib.Path("/run/whirlwind/control.sock")
+
+Strategy = Literal["oldest", "random"]
+
+
+class SettingsError(ValueError):
+    """A settings value is invalid; the message names the option and the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ControllerSettings:
+    """How to reach and log in to the Juju controller."""
+
+    endpoints: tuple[str, ...]
+    ca_cert: str
+    username: str
+    password: str = dataclasses.field(repr=False)
+
+    def to_dict(self, password_file: pathlib.Path | None = None) -> dict[str, Any]:
+        """Kebab-case mapping; with `password_file`, the password itself is left out."""
+        data: dict[str, Any] = {
+            "endpoints": list(self.endpoints),
+            "ca-cert": self.ca_cert,
+            "username": self.username,
+        }
+        if password_file is None:
+            data["password"] = self.password
+        else:
+            data["password-file"] = str(password_file)
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentSettings:
+    """Everything the agent needs to run; immutable, validated at construction."""
+
+    controller: ControllerSettings
+    model_uuid: str
+    services: tuple[str, ...] = ()
+    interval: int = 600
+    settle_period: int = 60
+    settle_timeout: int = 1800
+    remove_timeout: int = 900
+    dry_run: bool = False
+    state_dir: pathlib.Path = DEFAULT_STATE_DIR
+    control_socket: pathlib.Path = DEFAULT_CONTROL_SOCKET
+    log_level: str = "INFO"
+    status_poll_interval: int = 60
+    max_consecutive_failures: int = 3
+    strategy: Strategy = "oldest"
+    max_in_flight: int = 1
+    own_application: str | None = None
+    # None: pause state is the agent's own (journal). True/False: set by the charm, authoritative.
+    paused: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("interval", "settle_timeout", "remove_timeout", "status_poll_interval"):
+            _require_positive(_kebab(name), getattr(self, name))
+        for name in ("max_consecutive_failures", "max_in_flight"):
+            _require_positive(_kebab(name), getattr(self, name))
+        if self.settle_period < 0:
+            raise SettingsError(f"settle-period must be 0 or more, got {self.settle_period}")
+        if self.settle_period >= self.settle_timeout:
+            raise SettingsError(
+                f"settle-period ({self.settle_period}s) must be shorter than "
+                f"settle-timeout ({self.settle_timeout}s)"
+            )
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(
+                f"log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
+            )
+        if self.strategy not in STRATEGIES:
+            raise SettingsError(
+                f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
+            )
+        if not self.model_uuid:
+            raise SettingsError("model-uuid is missing")
+
+    def to_dict(self, password_file: pathlib.Path | None = None) -> dict[str, Any]:
+        """Kebab-case mapping in the schema `load_settings` reads."""
+        data: dict[str, Any] = {
+            "controller": self.controller.to_dict(password_file),
+            "model-uuid": self.model_uuid,
+            "services": list(self.services),
+            "interval": self.interval,
+            "settle-period": self.settle_period,
+            "settle-timeout": self.settle_timeout,
+            "remove-timeout": self.remove_timeout,
+            "dry-run": self.dry_run,
+            "state-dir": str(self.state_dir),
+            "control-socket": str(self.control_socket),
+            "log-level": self.log_level,
+            "status-poll-interval": self.status_poll_interval,
+            "max-consecutive-failures": self.max_consecutive_failures,
+            "strategy": self.strategy,
+            "max-in-flight": self.max_in_flight,
+        }
+        if self.own_application is not None:
+            data["own-application"] = self.own_application
+        if self.paused is not None:
+            data["paused"] = self.paused
+        return data
+
+    def describe(self) -> dict[str, Any]:
+        """Effective settings for logs and status: everything but credentials."""
+        data = self.to_dict()
+        data["controller"] = {
+            "endpoints": list(self.controller.endpoints),
+            "username": self.controller.username,
+        }
+        return data
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _require_positive(option: str, value: int) -> None:
+    if value <= 0:
+        raise SettingsError(f"{option} must be greater than 0, got {value}")
+
+
+def parse_services(value: str | Iterable[str]) -> tuple[str, ...]:
+    """Application names from a comma/space separated string or a list; order kept, no repeats."""
+    items = re.split(r"[,\s]+", value) if isinstance(value, str) else list(value)
+    names: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise SettingsError(f"services: {item!r} is not an application name")
+        name = item.strip()
+        if not name:
+            continue
+        if not _APP_NAME.match(name):
+            raise SettingsError(f"services: {name!r} is not a valid application name")
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def parse_endpoints(value: str | Iterable[str]) -> tuple[str, ...]:
+    """Controller API addresses (host:port) from a comma/space separated string or a list."""
+    items = re.split(r"[,\s]+", value) if isinstance(value, str) else list(value)
+    endpoints: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise SettingsError(f"endpoints: {item!r} is not host:port")
+        text = item.strip()
+        if not text:
+            continue
+        match = _ENDPOINT.match(text)
+        if match is None or not 0 < int(match.group(2)) < 65536:
+            raise SettingsError(f"endpoints: {text!r} is not host:port")
+        endpoints.append(text)
+    if not endpoints:
+        raise SettingsError("endpoints: no controller address given")
+    return tuple(endpoints)
+
+
+def validate_ca_cert(value: str) -> str:
+    """Return the PEM text if it looks like a certificate, else raise SettingsError."""
+    text = value.strip()
+    if "-----BEGIN CERTIFICATE-----" not in text or "-----END CERTIFICATE-----" not in text:
+        raise SettingsError("ca-cert: not a PEM certificate")
+    return text + "\n"
+
+
+def parse_settings(
+    data: Mapping[str, Any], *, base_dir: pathlib.Path | None = None
+) -> AgentSettings:
+    """Build AgentSettings from the kebab-case mapping; raise SettingsError naming the option."""
+    if not isinstance(data, Mapping):
+        raise SettingsError("settings: expected a mapping at the top level")
+    known = {
+        "controller", "model-uuid", "services", "interval", "settle-period", "settle-timeout",
+        "remove-timeout", "dry-run", "state-dir", "control-socket", "log-level",
+        "status-poll-interval", "max-consecutive-failures", "strategy", "max-in-flight",
+        "own-application", "paused",
+    }  # fmt: skip
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SettingsError(f"unknown option {unknown[0]!r}")
+    controller = _parse_controller(data.get("controller"), base_dir)
+    kwargs: dict[str, Any] = {
+        "controller": controller,
+        "model_uuid": _get_str(data, "model-uuid", required=True),
+        "services": parse_services(_get(data, "services", ())),
+    }
+    for option in (
+        "interval", "settle-period", "settle-timeout", "remove-timeout",
+        "status-poll-interval", "max-consecutive-failures", "max-in-flight",
+    ):  # fmt: skip
+        if option in data:
+            kwargs[option.replace("-", "_")] = _get_int(data, option)
+    if "dry-run" in data:
+        kwargs["dry_run"] = _get_bool(data, "dry-run")
+    if "paused" in data and data["paused"] is not None:
+        kwargs["paused"] = _get_bool(data, "paused")
+    for option in ("state-dir", "control-socket"):
+        if option in data:
+            kwargs[option.replace("-", "_")] = _get_path(data, option, base_dir)
+    if "log-level" in data:
+        kwargs["log_level"] = _get_str(data, "log-level", required=True).upper()
+    if "strategy" in data:
+        kwargs["strategy"] = _get_str(data, "strategy", required=True)
+    if data.get("own-application") is not None:
+        kwargs["own_application"] = _get_str(data, "own-application", required=True)
+    return AgentSettings(**kwargs)
+
+
+def _parse_controller(value: Any, base_dir: pathlib.Path | None) -> ControllerSettings:
+    if not isinstance(value, Mapping):
+        raise SettingsError("controller: expected a mapping with endpoints, ca-cert, username")
+    unknown = sorted(
+        set(value) - {"endpoints", "ca-cert", "username", "password", "password-file"}
+    )
+    if unknown:
+        raise SettingsError(f"controller: unknown option {unknown[0]!r}")
+    if "endpoints" not in value:
+        raise SettingsError("controller.endpoints is missing")
+    endpoints = parse_endpoints(value["endpoints"])
+    ca_cert = validate_ca_cert(_get_str(value, "ca-cert", required=True, prefix="controller."))
+    username = _get_str(value, "username", required=True, prefix="controller.")
+    if ("password" in value) == ("password-file" in value):
+        raise SettingsError("controller: give exactly one of password or password-file")
+    if "password" in value:
+        password = _get_str(value, "password", required=True, prefix="controller.")
+    else:
+        path = _get_path(value, "password-file", base_dir, prefix="controller.")
+        password = read_password_file(path)
+    return ControllerSettings(
+        endpoints=endpoints, ca_cert=ca_cert, username=username, password=password
+    )
+
+
+def read_password_file(path: pathlib.Path) -> str:
+    """The password kept in `path` (one line), or SettingsError saying what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(
+            f"controller.password-file: cannot read {path}: {exc.strerror}"
+        ) from None
+    password = text.strip()
+    if not password:
+        raise SettingsError(f"controller.password-file: {path} is empty")
+    return password
+
+
+def _get(data: Mapping[str, Any], option: str, default: Any) -> Any:
+    value = data.get(option)
+    return default if value is None else value
+
+
+def _get_str(
+    data: Mapping[str, Any], option: str, *, required: bool = False, prefix: str = ""
+) -> str:
+    value = data.get(option)
+    if value is None or value == "":
+        if required:
+            raise SettingsError(f"{prefix}{option} is missing")
+        return ""
+    if not isinstance(value, str):
+        raise SettingsError(f"{prefix}{option} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _get_int(data: Mapping[str, Any], option: str) -> int:
+    value = data[option]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SettingsError(f"{option} must be a whole number of seconds, got {value!r}")
+    return value
+
+
+def _get_bool(data: Mapping[str, Any], option: str) -> bool:
+    value = data[option]
+    if not isinstance(value, bool):
+        raise SettingsError(f"{option} must be true or false, got {value!r}")
+    return value
+
+
+def _get_path(
+    data: Mapping[str, Any], option: str, base_dir: pathlib.Path | None, prefix: str = ""
+) -> pathlib.Path:
+    path = pathlib.Path(_get_str(data, option, required=True, prefix=prefix)).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return path
+
+
+def load_settings(path: pathlib.Path) -> AgentSettings:
+    """Read and validate a settings YAML file; relative paths are taken from its folder."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"cannot read settings file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SettingsError(f"settings file {path} is not valid YAML{where}") from None
+    return parse_settings(data or {}, base_dir=path.parent.resolve())
+
+
+def dump_settings(settings: AgentSettings, password_file: pathlib.Path | None = None) -> str:
+    """YAML text of the settings; with `password_file`, the password is referenced, not written."""
+    return yaml.safe_dump(settings.to_dict(password_file), sort_keys=False)
+
+
+def write_file_atomically(path: pathlib.Path, content: str, mode: int = 0o644) -> bool:
+    """Replace `path` with `content` atomically with `mode`; return whether it changed."""
+    try:
+        if path.read_text(encoding="utf-8") == content and (path.stat().st_mode & 0o777) == mode:
+            return False
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        # mkstemp creates the file 0600, so secrets are never readable in between.
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        pathlib.Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return True
