@@ -21,7 +21,9 @@ CHARMCRAFT_PROJECT = ROOT / "tools" / "charmcraft"
 INTEGRATION_PROJECT = ROOT / "tests" / "integration"
 
 
-def _run(*args: str | os.PathLike[str], cwd: pathlib.Path = ROOT, env: dict[str, str] | None = None) -> None:
+def _run(
+    *args: str | os.PathLike[str], cwd: pathlib.Path = ROOT, env: dict[str, str] | None = None
+) -> None:
     print("+", " ".join(str(a) for a in args), flush=True)
     result = subprocess.run([str(a) for a in args], cwd=cwd, env=env, check=False)
     if result.returncode != 0:
@@ -67,7 +69,9 @@ def check_charmcraft() -> None:
     bin_dir = _sync(CHARMCRAFT_PROJECT)
     env = dict(os.environ)
     env.setdefault("XDG_RUNTIME_DIR", str(ROOT / ".tools"))
-    _run(bin_dir / "python", ROOT / "tools" / "check_charmcraft.py", bin_dir / "charmcraft", env=env)
+    _run(
+        bin_dir / "python", ROOT / "tools" / "check_charmcraft.py", bin_dir / "charmcraft", env=env
+    )
 
 
 def test(pytest_args: list[str]) -> None:
@@ -91,7 +95,7 @@ def bench(extra: list[str]) -> None:
 
 
 def integration(extra: list[str]) -> None:
-    """pytest-operator suite for a real Juju 3.6 controller (own environment; skips without one)."""
+    """pytest-operator suite for a real Juju 3.6 controller, in its own environment."""
     bin_dir = _sync(INTEGRATION_PROJECT)
     _run(bin_dir / "pytest", "-c", INTEGRATION_PROJECT / "pytest.ini", INTEGRATION_PROJECT, *extra)
 
