@@ -1,0 +1,668 @@
+"""JujuBackend on python-libjuju's low-level Connection: own reconnects, watcher and deadlines.
+
+This is the only module that imports `juju` (and its `websockets`); the engine imports it
+lazily because importing libjuju costs about 0.6 s. It deliberately avoids libjuju's
+high-level `Model` (see JUJU_API.md): one `Connection` per session, raw `rpc` calls with
+explicit facade versions, an AllWatcher loop feeding the bounded ModelView, periodic
+`Client.FullStatus` polls, and a supervisor that re-dials every endpoint with jittered
+exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import logging
+import random
+import ssl
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import websockets.exceptions
+from juju import errors as juju_errors
+from juju.client import connection as juju_connection
+
+from whirlwind import backend
+from whirlwind import model as model_view
+from whirlwind import settings as agent_settings
+
+logger = logging.getLogger(__name__)
+
+# At DEBUG, libjuju's connection logger prints every request, the Login password included.
+_LIBJUJU_CONNECTION_LOGGER = "juju.client.connection"
+
+# Facade versions this module speaks (JUJU_API.md); start-up fails clearly if one is missing.
+REQUIRED_FACADES: Mapping[str, int] = {
+    "Application": 20,
+    "Client": 8,
+    "AllWatcher": 3,
+    "MachineManager": 10,
+    "Annotations": 2,
+}
+
+# Error codes Juju uses for conditions that may clear up on their own.
+_TRANSIENT_CODES = frozenset({"try again", "retry", "lease error", "not leader"})
+_LOGIN_REFUSED_CODES = frozenset({"unauthorized access", "permission denied"})
+_NOT_FOUND_CODES = frozenset({"not found", "model not found"})
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendTimings:
+    """Backoff and deadline parameters (seconds); the defaults suit production."""
+
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    backoff_multiplier: float = 2.0
+    # Each delay is scaled by uniform(1 - jitter, 1): spreads agents out, never exceeds max.
+    backoff_jitter: float = 0.25
+    # A session that lasted this long resets the backoff to backoff_initial.
+    stable_after: float = 60.0
+    # Dial + TLS + login, per endpoint (websockets gives up on the dial itself after 10 s).
+    connect_timeout: float = 30.0
+    # First AllWatcher.Next after WatchAll: the whole model.
+    snapshot_timeout: float = 120.0
+    # Each verb (AddUnits, DestroyUnit, Annotations.Set, StatusHistory, ...).
+    call_timeout: float = 30.0
+    status_timeout: float = 120.0
+    # None: use AgentSettings.status_poll_interval.
+    status_poll_interval: float | None = None
+    # Closing one connection, and stopping the watcher on shutdown.
+    close_timeout: float = 5.0
+    # Upper bound on the whole of stop().
+    stop_timeout: float = 10.0
+
+    def backoff_delay(self, attempt: int, rng: random.Random) -> float:
+        """Delay before connection attempt number `attempt + 1` (0-based), jittered."""
+        base = min(self.backoff_max, self.backoff_initial * self.backoff_multiplier**attempt)
+        return base * rng.uniform(1.0 - self.backoff_jitter, 1.0)
+
+    def max_delay(self, rng: random.Random) -> float:
+        """The longest delay, jittered: used after errors that retrying soon cannot fix."""
+        return self.backoff_max * rng.uniform(1.0 - self.backoff_jitter, 1.0)
+
+
+class _DropBelowInfo(logging.Filter):
+    """Refuse DEBUG records, whatever level somebody later sets on the logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO
+
+
+_DROP_BELOW_INFO = _DropBelowInfo()
+
+
+def quiet_libjuju_connection_logger() -> None:
+    """Keep libjuju's connection logger at INFO or above: at DEBUG it logs the password."""
+    conn_logger = logging.getLogger(_LIBJUJU_CONNECTION_LOGGER)
+    if conn_logger.level < logging.INFO:
+        conn_logger.setLevel(logging.INFO)
+    if _DROP_BELOW_INFO not in conn_logger.filters:
+        conn_logger.addFilter(_DROP_BELOW_INFO)
+
+
+quiet_libjuju_connection_logger()
+
+
+class _Connection(juju_connection.Connection):
+    """libjuju's Connection minus its own reconnect, keeping the codes of per-item errors.
+
+    libjuju re-dials in the background when the socket drops, behind our back and only to
+    the endpoint it last used; our supervisor owns reconnecting, so this is a no-op. And
+    libjuju raises a bare message list for bulk results, dropping the error codes we map.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.item_errors: dict[int, list[Mapping[str, Any]]] = {}
+
+    async def reconnect(self) -> None:
+        """Do nothing: the backend's supervisor makes a new connection instead."""
+        return
+
+    async def _recv(self, request_id: int) -> dict[str, Any]:
+        result = await super()._recv(request_id)
+        response = result.get("response") if isinstance(result, dict) else None
+        if isinstance(response, dict):
+            found = [
+                item["error"]
+                for item in response.get("results") or []
+                if isinstance(item, dict) and isinstance(item.get("error"), dict)
+            ]
+            if isinstance(response.get("error"), dict):
+                found.append(response["error"])
+            if found:
+                self.item_errors[request_id] = found
+        return result
+
+
+@dataclasses.dataclass(frozen=True)
+class _Session:
+    """One logged-in connection and its watcher."""
+
+    conn: _Connection
+    endpoint: str
+    watcher_id: str
+
+
+class _SessionEndedError(Exception):
+    """The watcher or the status poller found the session unusable."""
+
+
+def _error_from_code(what: str, message: str, code: str | None) -> backend.BackendError:
+    text = f"{what}: {message}" + (f" ({code})" if code else "")
+    if code in _NOT_FOUND_CODES or (not code and "not found" in message):
+        return backend.NotFoundError(text)
+    return backend.BackendError(text, transient=code in _TRANSIENT_CODES)
+
+
+def _login_info(conn: _Connection) -> Mapping[str, Any]:
+    info: Any = conn.info
+    return info if isinstance(info, dict) else {}
+
+
+def _machine_tag(machine_id: str) -> str:
+    return "machine-" + machine_id.replace("/", "-")
+
+
+class LibjujuBackend:
+    """backend.JujuBackend on libjuju's Connection with our own supervisor and watcher."""
+
+    def __init__(
+        self,
+        settings: agent_settings.AgentSettings,
+        *,
+        timings: BackendTimings | None = None,
+        rng: random.Random | None = None,
+        view: model_view.ModelView | None = None,
+    ) -> None:
+        self._settings = settings
+        self._timings = timings or BackendTimings()
+        self._rng = rng or random.Random()
+        self._model = view or model_view.ModelView()
+        self._session: _Session | None = None
+        self._synced = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_error: backend.BackendError | None = None
+        self._preferred_endpoint = 0
+        self._first_seen: dict[str, datetime.datetime] = {}
+        self.connect_attempts = 0
+        self.sessions = 0
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def model(self) -> model_view.ModelView:
+        """The current view of the model (watcher deltas + status polls)."""
+        return self._model
+
+    @property
+    def connected(self) -> bool:
+        """Whether the controller connection is up and the view is in sync."""
+        return self._session is not None and self._synced.is_set()
+
+    @property
+    def endpoint(self) -> str | None:
+        """The controller endpoint in use, if connected."""
+        return self._session.endpoint if self._session is not None else None
+
+    @property
+    def last_error(self) -> backend.BackendError | None:
+        """Why the last connection attempt or session failed (LoginError: bad credentials)."""
+        return self._last_error
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start connecting, watching and polling in the background."""
+        if self._supervisor is not None:
+            return
+        quiet_libjuju_connection_logger()
+        self._stopping = False
+        self._supervisor = asyncio.create_task(self._supervise(), name="whirlwind-backend")
+
+    async def stop(self) -> None:
+        """Stop the watcher, close the connection and end every task, within stop_timeout."""
+        self._stopping = True
+        task, self._supervisor = self._supervisor, None
+        if task is None:
+            return
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=self._timings.stop_timeout)
+        if not done:
+            logger.warning(
+                "backend did not stop within %ss; abandoning it", self._timings.stop_timeout
+            )
+        elif not task.cancelled() and task.exception() is not None:
+            logger.error("backend supervisor had failed: %s", task.exception())
+
+    async def wait_synced(self, timeout: float) -> bool:
+        """Wait until connected with a fresh snapshot; return whether that happened in time."""
+        try:
+            await asyncio.wait_for(self._synced.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    # -- supervisor --------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        attempt = 0
+        while not self._stopping:
+            try:
+                session = await self._connect()
+            except Exception as exc:  # the supervisor must outlive any one failed attempt
+                if not isinstance(exc, backend.BackendError):
+                    logger.exception("unexpected error while connecting")
+                    exc = backend.BackendError(f"unexpected error: {exc!r}", transient=True)
+                self._last_error = exc
+                if exc.transient:
+                    delay = self._timings.backoff_delay(attempt, self._rng)
+                    attempt += 1
+                    logger.warning("cannot connect: %s; retrying in %.1fs", exc, delay)
+                else:
+                    delay = self._timings.max_delay(self._rng)
+                    logger.error("cannot connect: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            await self._run_session(session)
+            if self._stopping:
+                break
+            if loop.time() - began >= self._timings.stable_after:
+                attempt = 0
+            delay = self._timings.backoff_delay(attempt, self._rng)
+            attempt += 1
+            logger.info("reconnecting in %.1fs", delay)
+            await asyncio.sleep(delay)
+
+    async def _connect(self) -> _Session:
+        """Log in through the first endpoint that works, starting with the last good one."""
+        endpoints = self._settings.controller.endpoints
+        start = self._preferred_endpoint % len(endpoints)
+        failures: list[str] = []
+        refused: backend.BackendError | None = None
+        for index in [*range(start, len(endpoints)), *range(start)]:
+            endpoint = endpoints[index]
+            self.connect_attempts += 1
+            try:
+                conn = await self._login(endpoint)
+            except backend.LoginError:
+                # Every controller of a cluster checks the same credentials: stop here.
+                raise
+            except backend.BackendError as exc:
+                failures.append(f"{endpoint}: {exc}")
+                if not exc.transient:
+                    refused = exc
+                continue
+            self._preferred_endpoint = index
+            try:
+                return await self._open_session(conn, endpoint)
+            except BaseException:
+                await self._close_connection(conn)
+                raise
+        summary = "; ".join(failures)
+        if refused is not None and len(failures) == 1:
+            raise refused
+        raise backend.BackendError(
+            f"no controller endpoint reachable: {summary}", transient=refused is None
+        )
+
+    async def _login(self, endpoint: str) -> _Connection:
+        controller = self._settings.controller
+        logger.debug("connecting to %s as %s", endpoint, controller.username)
+        try:
+            conn = await asyncio.wait_for(
+                _Connection.connect(
+                    endpoint=endpoint,
+                    uuid=self._settings.model_uuid,
+                    username=controller.username,
+                    password=controller.password,
+                    cacert=controller.ca_cert,
+                    retries=0,
+                ),
+                self._timings.connect_timeout,
+            )
+        except asyncio.TimeoutError:
+            raise backend.BackendError(
+                f"timed out connecting or logging in (limit {self._timings.connect_timeout:g}s)",
+                transient=True,
+            ) from None
+        except juju_errors.JujuAPIError as exc:
+            if exc.error_code in _LOGIN_REFUSED_CODES:
+                raise backend.LoginError(
+                    f"controller refused the credentials of user {controller.username!r} "
+                    f"({exc.error_code})"
+                ) from None
+            if exc.error_code in _NOT_FOUND_CODES:
+                raise backend.BackendError(
+                    f"model {self._settings.model_uuid} not found on the controller "
+                    f"({exc.message})"
+                ) from None
+            raise _error_from_code("login", exc.message, exc.error_code) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise backend.BackendError(
+                f"TLS verification failed ({exc.verify_message}): the controller certificate "
+                "does not chain to the configured ca-cert"
+            ) from None
+        except ssl.SSLError as exc:
+            raise backend.BackendError(f"TLS error: {exc.reason or exc}") from None
+        except juju_errors.JujuAuthError as exc:
+            raise backend.LoginError(f"controller refused the login: {exc}") from None
+        except (
+            websockets.exceptions.WebSocketException,
+            juju_errors.JujuConnectionError,
+            OSError,
+        ) as exc:
+            raise backend.BackendError(
+                f"connection failed: {exc or type(exc).__name__}", transient=True
+            ) from None
+        except juju_errors.JujuError as exc:
+            raise backend.BackendError(f"login failed: {exc}", transient=True) from None
+        return conn
+
+    async def _open_session(self, conn: _Connection, endpoint: str) -> _Session:
+        """Check facades, start the watcher, take the snapshot and poll status once."""
+        self._check_facades(conn)
+        info = _login_info(conn)
+        logger.info(
+            "logged in to %s (juju %s) as %s",
+            endpoint,
+            info.get("server-version", "?"),
+            self._settings.controller.username,
+        )
+        watch = await self._rpc(conn, "Client", "WatchAll", {}, timeout=self._timings.call_timeout)
+        watcher_id = str(watch.get("watcher-id") or "")
+        if not watcher_id:
+            raise backend.BackendError("Client.WatchAll returned no watcher id", transient=True)
+        snapshot = await self._rpc(
+            conn,
+            "AllWatcher",
+            "Next",
+            {},
+            timeout=self._timings.snapshot_timeout,
+            watcher_id=watcher_id,
+        )
+        deltas = snapshot.get("deltas") or []
+        self._model.apply_deltas(deltas, snapshot=True)
+        logger.info("model snapshot received: %s entities", len(deltas))
+        # Lost/down agents only show in full status: know them before claiming to be synced.
+        await self._poll_status_once(conn)
+        session = _Session(conn=conn, endpoint=endpoint, watcher_id=watcher_id)
+        self._session = session
+        self.sessions += 1
+        self._last_error = None
+        self._synced.set()
+        return session
+
+    def _check_facades(self, conn: _Connection) -> None:
+        missing = [
+            (name, version)
+            for name, version in REQUIRED_FACADES.items()
+            if conn.facades.get(name) != version
+        ]
+        if not missing:
+            return
+        info = _login_info(conn)
+        offered = {
+            str(item.get("name")): item.get("versions")
+            for item in info.get("facades") or []
+            if isinstance(item, dict)
+        }
+        detail = ", ".join(
+            f"{name} v{version} (controller offers {offered.get(name) or 'none'})"
+            for name, version in missing
+        )
+        raise backend.BackendError(f"controller lacks facade versions we need: {detail}")
+
+    async def _run_session(self, session: _Session) -> None:
+        """Feed the view until the connection fails (or stop()); then tear the session down."""
+        watcher = asyncio.create_task(self._watch(session), name="whirlwind-watcher")
+        poller = asyncio.create_task(self._poll_status(session), name="whirlwind-status")
+        try:
+            done, _ = await asyncio.wait({watcher, poller}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exc = task.exception()
+                reason = exc if exc is not None else _SessionEndedError("task ended")
+                logger.warning("lost the controller connection: %s", reason)
+                self._last_error = backend.NotConnectedError(f"connection lost: {reason}")
+        finally:
+            self._session = None
+            self._synced.clear()
+            self._model.synced = False
+            for task in (watcher, poller):
+                task.cancel()
+            await asyncio.gather(watcher, poller, return_exceptions=True)
+            if self._stopping:
+                await self._stop_watcher(session)
+            await self._close_connection(session.conn)
+
+    async def _watch(self, session: _Session) -> None:
+        while True:
+            result = await self._rpc(
+                session.conn,
+                "AllWatcher",
+                "Next",
+                {},
+                timeout=None,
+                watcher_id=session.watcher_id,
+            )
+            self._model.apply_deltas(result.get("deltas") or [])
+
+    async def _poll_status(self, session: _Session) -> None:
+        interval = self._timings.status_poll_interval or self._settings.status_poll_interval
+        while True:
+            await asyncio.sleep(interval)
+            await self._poll_status_once(session.conn)
+
+    async def _poll_status_once(self, conn: _Connection) -> None:
+        """One FullStatus into the view; only a lost connection propagates."""
+        try:
+            status = await self._rpc(
+                conn,
+                "Client",
+                "FullStatus",
+                {"patterns": None, "include-storage": None},
+                timeout=self._timings.status_timeout,
+            )
+        except backend.NotConnectedError:
+            raise
+        except backend.BackendError as exc:
+            logger.warning("status poll failed: %s", exc)
+            return
+        self._model.apply_full_status(status)
+
+    async def _stop_watcher(self, session: _Session) -> None:
+        with contextlib.suppress(backend.BackendError):
+            await self._rpc(
+                session.conn,
+                "AllWatcher",
+                "Stop",
+                {},
+                timeout=self._timings.close_timeout,
+                watcher_id=session.watcher_id,
+            )
+
+    async def _close_connection(self, conn: _Connection) -> None:
+        try:
+            await asyncio.wait_for(conn.close(), self._timings.close_timeout)
+        except asyncio.TimeoutError:
+            logger.warning("closing the connection took over %ss", self._timings.close_timeout)
+        except (websockets.exceptions.WebSocketException, OSError) as exc:
+            logger.debug("error while closing the connection: %s", exc)
+        # libjuju never answers requests still waiting when it closes: fail them now.
+        await conn.messages.put_all(ConnectionResetError("connection closed"))
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def _rpc(
+        self,
+        conn: _Connection,
+        facade: str,
+        request: str,
+        params: Mapping[str, Any],
+        *,
+        timeout: float | None,
+        watcher_id: str | None = None,
+    ) -> Mapping[str, Any]:
+        """One request with a deadline; every failure becomes a backend error."""
+        what = f"{facade}.{request}"
+        msg: dict[str, Any] = {
+            "type": facade,
+            "request": request,
+            "version": REQUIRED_FACADES[facade],
+            "params": dict(params),
+        }
+        if watcher_id is not None:
+            msg["Id"] = watcher_id
+        try:
+            reply = await asyncio.wait_for(conn.rpc(msg), timeout)
+        except asyncio.TimeoutError:
+            raise backend.BackendError(
+                f"{what}: no answer within {timeout:g}s", transient=True
+            ) from None
+        except juju_errors.JujuAPIError as exc:
+            raise _error_from_code(what, exc.message, exc.error_code) from None
+        except juju_errors.JujuConnectionError as exc:
+            raise backend.NotConnectedError(f"{what}: connection lost ({exc})") from None
+        except juju_errors.JujuError as exc:
+            items = conn.item_errors.pop(msg.get("request-id", -1), [])
+            first = items[0] if items else {}
+            message = str(first.get("message") or exc.message)
+            code = first.get("code")
+            raise _error_from_code(what, message, str(code) if code else None) from None
+        except (websockets.exceptions.WebSocketException, ssl.SSLError, OSError) as exc:
+            raise backend.NotConnectedError(
+                f"{what}: connection lost ({exc or type(exc).__name__})"
+            ) from None
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise backend.BackendError(f"{what}: unexpected answer ({exc!r})") from None
+        finally:
+            conn.item_errors.pop(msg.get("request-id", -1), None)
+        response = reply.get("response") if isinstance(reply, dict) else None
+        return response if isinstance(response, dict) else {}
+
+    async def _call(
+        self, facade: str, request: str, params: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        session = self._session
+        if session is None or not self._synced.is_set():
+            raise backend.NotConnectedError()
+        return await self._rpc(
+            session.conn, facade, request, params, timeout=self._timings.call_timeout
+        )
+
+    async def add_unit(self, application: str) -> str:
+        """Add one unit to `application`; return its name (it is only allocating then)."""
+        result = await self._call(
+            "Application",
+            "AddUnits",
+            {
+                "application": application,
+                "num-units": 1,
+                "placement": None,
+                "attach-storage": [],
+                "policy": None,
+            },
+        )
+        units = result.get("units") or []
+        if len(units) != 1 or not isinstance(units[0], str):
+            raise backend.BackendError(f"Application.AddUnits: unexpected units {units!r}")
+        logger.info("added unit %s", units[0])
+        return units[0]
+
+    async def destroy_unit(
+        self, unit: str, *, force: bool = False, max_wait: float | None = None
+    ) -> None:
+        """Ask Juju to remove `unit`; returns at once, the removal shows in `model` later."""
+        await self._call(
+            "Application",
+            "DestroyUnit",
+            {
+                "units": [
+                    {
+                        "unit-tag": model_view.unit_tag(unit),
+                        "destroy-storage": False,
+                        "force": force,
+                        # Integer nanoseconds; Juju only honours it with force.
+                        "max-wait": int(max_wait * 1e9) if force and max_wait else None,
+                        "dry-run": False,
+                    }
+                ]
+            },
+        )
+        logger.info("asked to remove unit %s (force=%s)", unit, force)
+
+    async def destroy_machine(self, machine_id: str, *, force: bool = False) -> None:
+        """Ask Juju to remove machine `machine_id` (refused if it still hosts units)."""
+        await self._call(
+            "MachineManager",
+            "DestroyMachineWithParams",
+            {
+                "machine-tags": [_machine_tag(machine_id)],
+                "force": force,
+                "keep": None,
+                "dry-run": None,
+                "max-wait": None,
+            },
+        )
+        logger.info("asked to remove machine %s (force=%s)", machine_id, force)
+
+    async def set_unit_annotations(self, unit: str, annotations: Mapping[str, str]) -> None:
+        """Set annotations on `unit` (keys like whirlwind/born)."""
+        values = {str(key): str(value) for key, value in annotations.items()}
+        await self._call(
+            "Annotations",
+            "Set",
+            {"annotations": [{"entity": model_view.unit_tag(unit), "annotations": values}]},
+        )
+        self._model.set_annotations(unit, values)
+
+    async def get_machine_first_seen(self, machine_id: str) -> datetime.datetime | None:
+        """Oldest status-history entry of the machine: a lower bound of its age, if known."""
+        for known in [key for key in self._first_seen if key not in self._model.machines]:
+            del self._first_seen[known]
+        if machine_id in self._first_seen:
+            return self._first_seen[machine_id]
+        result = await self._call(
+            "Client",
+            "StatusHistory",
+            {
+                "requests": [
+                    {
+                        "historyKind": "machine",
+                        "tag": _machine_tag(machine_id),
+                        "filter": {"size": 1000},
+                    }
+                ]
+            },
+        )
+        oldest = _oldest_since(result)
+        if oldest is not None:
+            self._first_seen[machine_id] = oldest
+        return oldest
+
+    async def refresh_status(self) -> None:
+        """Poll FullStatus now (lost/down agents) instead of waiting for the next period."""
+        session = self._session
+        if session is None or not self._synced.is_set():
+            raise backend.NotConnectedError()
+        await self._poll_status_once(session.conn)
+
+
+def _oldest_since(result: Mapping[str, Any]) -> datetime.datetime | None:
+    """The earliest `since` in a StatusHistory answer (order is not relied upon)."""
+    results: Sequence[Any] = result.get("results") or []
+    if not results or not isinstance(results[0], dict):
+        return None
+    history = results[0].get("history") or {}
+    stamps = [
+        model_view.parse_since(entry.get("since"))
+        for entry in history.get("statuses") or []
+        if isinstance(entry, dict)
+    ]
+    valid = [stamp for stamp in stamps if stamp is not None]
+    return min(valid) if valid else None
