@@ -1,0 +1,1 @@
+"""Protocol-level fake Juju 3.6 controller for tests (see README.md)."""

@@ -1,0 +1,33 @@
+"""Bounded-wait helpers for tests that drive libjuju against the fake."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from juju import model as juju_model
+
+from tests.fakejuju import server as server_mod
+
+
+async def connect_model(
+    controller: server_mod.FakeJujuController, timeout: float = 10.0
+) -> juju_model.Model:
+    """Connect libjuju's high-level Model with explicit credentials and no retries."""
+    model = juju_model.Model()
+    await asyncio.wait_for(
+        model.connect(**controller.connect_kwargs(), retries=0, retry_backoff=0), timeout
+    )
+    return model
+
+
+async def wait_until(
+    predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01
+) -> None:
+    """Poll predicate every interval seconds (real time) until it holds or timeout passes."""
+
+    async def poll() -> None:
+        while not predicate():  # noqa: ASYNC110 - libjuju state has no event to wait on
+            await asyncio.sleep(interval)
+
+    await asyncio.wait_for(poll(), timeout)
