@@ -1,0 +1,516 @@
+#!/usr/bin/env python3
+"""Whirlwind charm: events feed one idempotent reconcile; actions talk to the local agent."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import ops
+
+import workload
+from charms.whirlwind.v0 import controller_credentials
+from whirlwind import control, settings
+
+logger = logging.getLogger(__name__)
+
+CONTROLLER_RELATION = "controller"
+PEER_RELATION = "whirlwind-peers"
+PAUSED_KEY = "paused"
+PAUSED_SINCE_KEY = "paused-since"
+LEADER_KEY = "leader"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+STATUS_TIMEOUT = 2.0  # seconds; status is collected in every hook, so keep it short
+ACTION_TIMEOUT = 30.0
+REPLACE_MARGIN = 300  # seconds on top of settle-timeout + remove-timeout
+STANDBY_MESSAGE = "Standby: the leader's agent is active"
+
+
+@dataclasses.dataclass(frozen=True)
+class WhirlwindConfig:
+    """The charm's config options; invalid values raise ValueError naming the option."""
+
+    interval: int = 600
+    services: str = ""
+    settle_period: int = 60
+    settle_timeout: int = 1800
+    remove_timeout: int = 900
+    dry_run: bool = False
+    credentials: ops.Secret | None = None
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        for option in ("interval", "settle_timeout", "remove_timeout"):
+            value = getattr(self, option)
+            if value <= 0:
+                raise ValueError(f"{_kebab(option)} must be greater than 0, got {value}")
+        if self.settle_period < 0:
+            raise ValueError(f"settle-period must be 0 or more, got {self.settle_period}")
+        if self.settle_period >= self.settle_timeout:
+            raise ValueError(
+                f"settle-period ({self.settle_period}) must be shorter than "
+                f"settle-timeout ({self.settle_timeout})"
+            )
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ValueError(
+                f"log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
+            )
+        settings.parse_services(self.services)  # its message starts with "services:"
+
+    @property
+    def service_names(self) -> tuple[str, ...]:
+        """The target applications, in the order given."""
+        return settings.parse_services(self.services)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplaceNowParams:
+    """Parameters of the replace-now action."""
+
+    service: str
+    unit: str | None = None
+    wait: bool = True
+    dry_run: bool | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            names = settings.parse_services(self.service)
+        except settings.SettingsError:
+            names = ()
+        if len(names) != 1 or names[0] != self.service.strip():
+            raise ValueError(f"service: {self.service!r} is not one application name")
+        if self.unit and not re.fullmatch(rf"{re.escape(names[0])}/[0-9]+", self.unit):
+            raise ValueError(
+                f"unit: {self.unit!r} is not a unit of {names[0]} (like {names[0]}/3)"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class PauseState:
+    """The pause switch kept in the peer relation's app databag."""
+
+    paused: bool = False
+    since: str | None = None
+
+
+class WhirlwindCharm(ops.CharmBase):
+    """Runs the Whirlwind agent on the leader unit."""
+
+    def __init__(self, framework: ops.Framework) -> None:
+        super().__init__(framework)
+        self.credentials = controller_credentials.ControllerCredentialsRequirer(
+            self, CONTROLLER_RELATION
+        )
+        for event in (
+            self.on.install,
+            self.on.start,
+            self.on.config_changed,
+            self.on.leader_elected,
+            self.on.update_status,
+            self.on.secret_changed,
+            self.on[CONTROLLER_RELATION].relation_changed,
+            self.on[CONTROLLER_RELATION].relation_broken,
+            self.on[PEER_RELATION].relation_created,
+            self.on[PEER_RELATION].relation_changed,
+        ):
+            framework.observe(event, self._on_change)
+        framework.observe(self.on.upgrade_charm, self._on_upgrade_charm)
+        framework.observe(self.on.remove, self._on_remove)
+        framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
+        framework.observe(self.on.pause_action, self._on_pause_action)
+        framework.observe(self.on.resume_action, self._on_resume_action)
+        framework.observe(self.on.replace_now_action, self._on_replace_now_action)
+
+    # Hooks: thin, all through the one reconcile.
+
+    def _on_change(self, _: ops.EventBase) -> None:
+        self._reconcile()
+
+    def _on_upgrade_charm(self, _: ops.UpgradeCharmEvent) -> None:
+        # The agent's code came with the charm: restart even if no file changed.
+        self._reconcile(restart=True)
+
+    def _on_remove(self, _: ops.RemoveEvent) -> None:
+        self._get_workload().remove()
+
+    def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
+        event.add_status(self._get_status())
+
+    def _on_pause_action(self, event: ops.ActionEvent) -> None:
+        self._set_paused(event, paused=True)
+
+    def _on_resume_action(self, event: ops.ActionEvent) -> None:
+        self._set_paused(event, paused=False)
+
+    # Factories (tests replace them with fakes).
+
+    def _get_workload(self) -> workload.Workload:
+        """The machine side of this unit."""
+        return workload.Workload(self.unit.name, self.charm_dir)
+
+    def _get_control_client(self, timeout: float) -> control.ControlClient:
+        """A client for the local agent's control socket."""
+        return control.ControlClient(workload.CONTROL_SOCKET, timeout=timeout)
+
+    # Reconcile.
+
+    def _reconcile(self, restart: bool = False) -> None:
+        """Make the machine match config, credentials, leadership and the pause switch."""
+        machine = self._get_workload()
+        if not self.unit.is_leader():
+            if machine.stop_and_disable():
+                logger.info("stopped the agent: this unit is not the leader")
+            machine.remove_credentials()
+            return
+        self._record_leader()
+        desired = self._get_agent_settings()
+        if isinstance(desired, ops.StatusBase):
+            if machine.stop_and_disable():
+                logger.warning("stopped the agent: %s", desired.message)
+            machine.remove_credentials()
+            return
+        changed = machine.configure(desired)
+        try:
+            result = machine.ensure_running(changed, restart=restart)
+        except workload.WorkloadError as exc:
+            # The status says "not running"; update-status tries again.
+            logger.error("%s", exc)
+            return
+        if result is not workload.StartResult.UNCHANGED:
+            logger.info("agent %s", result.value)
+
+    def _record_leader(self) -> None:
+        """Tell the other units who leads, so their actions can say where to run."""
+        peer = self.model.get_relation(PEER_RELATION)
+        if peer is not None and peer.data[self.app].get(LEADER_KEY) != self.unit.name:
+            peer.data[self.app][LEADER_KEY] = self.unit.name
+
+    # Inputs.
+
+    def _load_config(self) -> WhirlwindConfig | ops.BlockedStatus:
+        """The typed config, or a blocked status naming the option and the problem."""
+        try:
+            return self.load_config(WhirlwindConfig)
+        except ValueError as exc:
+            return ops.BlockedStatus(f"Invalid config: {exc}")
+
+    def _get_pause_state(self) -> PauseState:
+        """The pause switch from the peer app databag (not paused without a peer relation)."""
+        peer = self.model.get_relation(PEER_RELATION)
+        if peer is None:
+            return PauseState()
+        data = peer.data[self.app]
+        if data.get(PAUSED_KEY) != "true":
+            return PauseState()
+        return PauseState(paused=True, since=data.get(PAUSED_SINCE_KEY) or None)
+
+    def _get_credentials(
+        self, config: WhirlwindConfig
+    ) -> controller_credentials.ControllerCredentials | ops.BlockedStatus | ops.WaitingStatus:
+        """Credentials from the relation, else from the `credentials` secret, else why not."""
+        result = self.credentials.get_credentials()
+        if result is None:
+            if config.credentials is None:
+                return ops.BlockedStatus(
+                    "Missing controller credentials: integrate with a credentials provider "
+                    f"or set credentials=secret:<id> (juju config {self.app.name} ...)"
+                )
+            secret_id = config.credentials.id
+            try:
+                content = config.credentials.get_content(refresh=True)
+            except ops.ModelError:
+                return ops.BlockedStatus(
+                    f"Invalid config: credentials: cannot read {secret_id}; "
+                    f"run juju grant-secret <secret> {self.app.name}"
+                )
+            result = controller_credentials.credentials_from_secret_content(content)
+            if isinstance(result, controller_credentials.CredentialsInvalid):
+                return ops.BlockedStatus(f"Invalid config: credentials: {result.reason}")
+        if isinstance(result, controller_credentials.CredentialsWaiting):
+            return ops.WaitingStatus(_capitalise(result.reason))
+        if isinstance(result, controller_credentials.CredentialsInvalid):
+            return ops.BlockedStatus(f"Invalid controller credentials: {result.reason}")
+        return result
+
+    def _get_agent_settings(
+        self, config: WhirlwindConfig | ops.BlockedStatus | None = None
+    ) -> settings.AgentSettings | ops.BlockedStatus | ops.WaitingStatus:
+        """The settings the agent should run with, or the status saying why there are none."""
+        config = self._load_config() if config is None else config
+        if isinstance(config, ops.BlockedStatus):
+            return config
+        credentials = self._get_credentials(config)
+        if isinstance(credentials, ops.StatusBase):
+            return credentials
+        endpoints, ca_cert = credentials.endpoints, credentials.ca_cert
+        if not endpoints or not ca_cert:
+            own = self._get_workload().read_agent_controller_info()
+            endpoints = endpoints or (own.endpoints if own else ())
+            ca_cert = ca_cert or (own.ca_cert if own else None)
+        if not endpoints or not ca_cert:
+            missing = "endpoints" if not endpoints else "ca-cert"
+            return ops.BlockedStatus(
+                f"Missing controller {missing}: not in the credentials and not readable "
+                "from this unit's agent.conf; add it to the credentials"
+            )
+        try:
+            return settings.AgentSettings(
+                controller=settings.ControllerSettings(
+                    endpoints=settings.parse_endpoints(endpoints),
+                    ca_cert=settings.validate_ca_cert(ca_cert),
+                    username=credentials.username,
+                    password=credentials.password,
+                ),
+                model_uuid=self.model.uuid,
+                services=config.service_names,
+                interval=config.interval,
+                settle_period=config.settle_period,
+                settle_timeout=config.settle_timeout,
+                remove_timeout=config.remove_timeout,
+                dry_run=config.dry_run,
+                state_dir=workload.WorkloadPaths().state_dir,
+                control_socket=workload.CONTROL_SOCKET,
+                log_level=config.log_level.upper(),
+                own_application=self.app.name,
+                paused=self._get_pause_state().paused,
+            )
+        except settings.SettingsError as exc:
+            return ops.BlockedStatus(f"Invalid controller credentials: {exc}")
+
+    # Status.
+
+    def _get_status(self) -> ops.StatusBase:
+        """The one unit status: what to fix, what to wait for, or what the agent does."""
+        config = self._load_config()
+        if isinstance(config, ops.BlockedStatus):
+            return config
+        if not self.unit.is_leader():
+            return ops.ActiveStatus(STANDBY_MESSAGE)
+        desired = self._get_agent_settings(config)
+        if isinstance(desired, ops.StatusBase):
+            return desired
+        if not self._get_workload().is_running():
+            return ops.MaintenanceStatus(
+                f"Agent not running yet (see journalctl -u {workload.SERVICE_NAME})"
+            )
+        try:
+            agent = self._get_control_client(STATUS_TIMEOUT).status()
+        except (control.AgentUnavailableError, control.ControlError) as exc:
+            logger.info("agent status unavailable: %s", exc)
+            agent = None
+        return describe_status(config, self._get_pause_state(), agent)
+
+    # Actions.
+
+    def _set_paused(self, event: ops.ActionEvent, paused: bool) -> None:
+        """Pause or resume: persist in the peer databag, re-render, tell the running agent."""
+        verb = "pause" if paused else "resume"
+        if not self.unit.is_leader():
+            event.fail(self._not_leader_message())
+            return
+        peer = self.model.get_relation(PEER_RELATION)
+        if peer is None:
+            event.fail("The peer relation is not set up yet; try again in a minute")
+            return
+        before = self._get_pause_state()
+        changed = before.paused != paused
+        if changed and paused:
+            now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+            peer.data[self.app].update({PAUSED_KEY: "true", PAUSED_SINCE_KEY: now.isoformat()})
+        elif changed:
+            peer.data[self.app][PAUSED_KEY] = "false"
+            peer.data[self.app].pop(PAUSED_SINCE_KEY, None)
+        event.log(f"{verb}d in the charm state" if changed else f"already {verb}d")
+        self._reconcile()
+        try:
+            client = self._get_control_client(ACTION_TIMEOUT)
+            reply = client.pause() if paused else client.resume()
+        except control.AgentUnavailableError as exc:
+            event.log(f"agent not reached ({exc}); it reads the {verb} state when it starts")
+        except control.ControlError as exc:
+            event.log(f"agent did not confirm ({exc.code}): {exc.message}")
+        else:
+            changed = changed or bool(reply.get("changed"))
+            event.log(f"agent {verb}d" if reply.get("changed") else f"agent was already {verb}d")
+        state = self._get_pause_state()
+        if paused:
+            message = (
+                f"paused since {state.since}" if changed else f"already paused since {state.since}"
+            )
+        else:
+            message = "resumed" if changed else "already running (not paused)"
+        event.set_results(
+            {
+                "paused": _flag(state.paused),
+                "changed": _flag(changed),
+                "paused-since": state.since or "",
+                "message": message,
+            }
+        )
+
+    def _on_replace_now_action(self, event: ops.ActionEvent) -> None:
+        params = event.load_params(ReplaceNowParams, errors="fail")
+        if not self.unit.is_leader():
+            event.fail(self._not_leader_message())
+            return
+        config = self._load_config()
+        if isinstance(config, ops.BlockedStatus):
+            event.fail(config.message)
+            return
+        if self._get_pause_state().paused:
+            event.fail("Whirlwind is paused: run the resume action first")
+            return
+        request = control.ReplaceNowRequest(
+            service=params.service.strip(),
+            unit=params.unit or None,
+            wait=params.wait,
+            dry_run=params.dry_run,
+        )
+        timeout = (
+            config.settle_timeout + config.remove_timeout + REPLACE_MARGIN
+            if params.wait
+            else ACTION_TIMEOUT
+        )
+        target = request.unit or f"a unit of {request.service}"
+        event.log(
+            f"asking the agent to replace {target}" + (" and waiting" if params.wait else "")
+        )
+        try:
+            reply = self._get_control_client(ACTION_TIMEOUT).replace_now(request, timeout=timeout)
+        except control.AgentUnavailableError as exc:
+            event.fail(f"Agent not running: {exc}")
+            return
+        except control.ControlError as exc:
+            event.fail(_describe_control_error(exc, request.service))
+            return
+        results = _operation_results(reply if isinstance(reply, Mapping) else {})
+        event.set_results(results)
+        outcome = results.get("result", "")
+        event.log(f"{results.get('old-unit', target)}: {outcome}")
+        if outcome in ("failed", "rolled-back"):
+            reason = results.get("reason") or "no reason given"
+            event.fail(f"Replacement of {results.get('old-unit', target)} {outcome}: {reason}")
+
+    def _not_leader_message(self) -> str:
+        """Where to run leader-only actions."""
+        peer = self.model.get_relation(PEER_RELATION)
+        leader = peer.data[self.app].get(LEADER_KEY) if peer is not None else None
+        if leader and leader != self.unit.name:
+            return f"Not the leader: run it on the leader unit ({leader})"
+        return "Not the leader: run it on the leader unit"
+
+
+def describe_status(
+    config: WhirlwindConfig, pause: PauseState, agent: Mapping[str, Any] | None
+) -> ops.StatusBase:
+    """A one-line status from config and the agent's status (None: the agent did not answer)."""
+    if agent is not None and not agent.get("connected", False):
+        return ops.WaitingStatus("Agent connecting to the controller")
+    agent = agent or {}
+    unknown = [s for s in agent.get("unknown-services") or [] if isinstance(s, str)]
+    services = [s for s in config.service_names if s not in unknown]
+    in_flight = agent.get("in-flight")
+    if agent.get("paused", pause.paused):
+        since = agent.get("paused-since") or pause.since
+        parts = [f"paused since {_format_time(since)}" if since else "paused"]
+    elif isinstance(in_flight, Mapping):
+        step = in_flight.get("step")
+        what = in_flight.get("old-unit") or in_flight.get("service") or "a unit"
+        parts = [f"replacing {what}" + (f" ({step})" if step else "")]
+    elif not config.service_names:
+        parts = ["no services configured (set services=...)"]
+    elif services:
+        parts = [f"watching {', '.join(services)}", f"every {_format_duration(config.interval)}"]
+    else:
+        parts = []
+    if unknown:
+        parts.append(f"unknown: {', '.join(unknown)}")
+    blocked = agent.get("blocked-services")
+    if isinstance(blocked, Mapping) and blocked:
+        parts.append(f"blocked on repeated failures of {', '.join(sorted(blocked))}")
+    if not agent:
+        parts.append("agent not answering")
+    message = "; ".join(parts)
+    if agent.get("dry-run", config.dry_run):
+        message = f"dry-run: {message}"
+    return ops.ActiveStatus(_capitalise(message))
+
+
+def _describe_control_error(exc: control.ControlError, service: str) -> str:
+    if exc.code == control.UNKNOWN_SERVICE:
+        return f"Unknown service {service!r}: {exc.message}"
+    if exc.code == control.UNKNOWN_UNIT:
+        return f"Unknown unit: {exc.message}"
+    if exc.code == control.PAUSED:
+        return "Whirlwind is paused: run the resume action first"
+    if exc.code == control.BUSY:
+        return f"Busy: {exc.message}"
+    if exc.code == control.NOT_READY:
+        return f"Agent not ready: {exc.message}"
+    if exc.code == control.REFUSED:
+        return f"Refused: {exc.message}"
+    if exc.code == control.NOT_IMPLEMENTED:
+        return f"Not supported by the agent: {exc.message}"
+    return f"Agent error ({exc.code}): {exc.message}"
+
+
+_RESULT_KEYS = {
+    "id": "operation-id",
+    "trigger": "trigger",
+    "service": "service",
+    "old-unit": "old-unit",
+    "new-unit": "new-unit",
+    "result": "result",
+    "reason": "reason",
+    "started": "started",
+    "finished": "finished",
+    "duration": "duration",
+}
+
+
+def _operation_results(reply: Mapping[str, Any]) -> dict[str, str]:
+    """Kebab-case action results from a history entry or a "started" reply; None left out."""
+    return {
+        key: _flag(reply[field]) if isinstance(reply[field], bool) else str(reply[field])
+        for field, key in _RESULT_KEYS.items()
+        if reply.get(field) is not None
+    }
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _capitalise(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _format_duration(seconds: int) -> str:
+    """600 -> "10m", 90 -> "1m30s", 3600 -> "1h", 45 -> "45s"."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n)
+    return text or "0s"
+
+
+def _format_time(value: str) -> str:
+    """ISO time as "2026-11-22 10:00 UTC" (left as given if it does not parse)."""
+    try:
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+if __name__ == "__main__":  # pragma: nocover
+    ops.main(WhirlwindCharm)

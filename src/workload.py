@@ -1,0 +1,287 @@
+"""The machine side of the charm: settings and credential files, the systemd unit, the agent.
+
+No ops import here. systemctl calls go through charmlibs-systemd: charmhelpers is deprecated
+upstream and refuses to import outside Ubuntu, so it is not used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import logging
+import pathlib
+import sys
+from collections.abc import Sequence
+
+import yaml
+from charmlibs import systemd
+
+from whirlwind import settings
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = "whirlwind-agent"
+SERVICE_FILE = f"{SERVICE_NAME}.service"
+RUNTIME_DIRECTORY = "whirlwind"  # systemd creates /run/whirlwind (0700) for the socket
+CONTROL_SOCKET = pathlib.Path("/run") / RUNTIME_DIRECTORY / "control.sock"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkloadPaths:
+    """Where the workload keeps its files; tests point these at a temporary folder."""
+
+    etc_dir: pathlib.Path = pathlib.Path("/etc/whirlwind")
+    lib_dir: pathlib.Path = pathlib.Path("/var/lib/whirlwind")
+    unit_dir: pathlib.Path = pathlib.Path("/etc/systemd/system")
+    agents_dir: pathlib.Path = pathlib.Path("/var/lib/juju/agents")
+    control_socket: pathlib.Path = CONTROL_SOCKET
+
+    @property
+    def settings_file(self) -> pathlib.Path:
+        """The rendered settings (no password; 0644)."""
+        return self.etc_dir / "settings.yaml"
+
+    @property
+    def credentials_file(self) -> pathlib.Path:
+        """The controller password alone (0600, root)."""
+        return self.etc_dir / "credentials"
+
+    @property
+    def state_dir(self) -> pathlib.Path:
+        """The agent's journal and history."""
+        return self.lib_dir / "state"
+
+    @property
+    def unit_file(self) -> pathlib.Path:
+        """The systemd unit running the agent."""
+        return self.unit_dir / SERVICE_FILE
+
+    def agent_conf(self, unit_name: str) -> pathlib.Path:
+        """The Juju unit agent's own configuration file, e.g. unit-whirlwind-0/agent.conf."""
+        return self.agents_dir / f"unit-{unit_name.replace('/', '-')}" / "agent.conf"
+
+
+@dataclasses.dataclass(frozen=True)
+class Changed:
+    """What `configure` rewrote: the unit file, and/or the settings or credentials."""
+
+    unit_file: bool = False
+    settings: bool = False
+
+
+class StartResult(enum.Enum):
+    """What `ensure_running` did to the agent."""
+
+    UNCHANGED = "unchanged"
+    STARTED = "started"
+    RELOADED = "reloaded"
+    RESTARTED = "restarted"
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentControllerInfo:
+    """Controller addresses and CA from the unit agent's own connection."""
+
+    endpoints: tuple[str, ...]
+    ca_cert: str | None
+
+
+class WorkloadError(Exception):
+    """systemd refused to do something to the agent; the message says what."""
+
+
+def charm_pythonpath(charm_dir: pathlib.Path, sys_path: Sequence[str]) -> tuple[str, ...]:
+    """The import path entries of the charm's own process that live in the charm folder."""
+    root = charm_dir.resolve()
+    entries: list[str] = [str(root / "src")]
+    for entry in sys_path:
+        if not entry:
+            continue
+        path = pathlib.Path(entry).resolve()
+        if (path == root or root in path.parents) and path.is_dir():
+            text = str(path)
+            if text not in entries:
+                entries.append(text)
+    return tuple(entries)
+
+
+def render_unit_file(python: str, pythonpath: Sequence[str], paths: WorkloadPaths) -> str:
+    """The systemd unit: the charm's interpreter and import path, hardened, restart on failure."""
+    return f"""\
+# Installed by the whirlwind charm; changes are overwritten.
+[Unit]
+Description=Whirlwind agent: keeps replacing units of Juju applications, make-before-break
+After=network-online.target
+Wants=network-online.target
+StartLimitIntervalSec=600
+StartLimitBurst=5
+
+[Service]
+Type=simple
+Environment=PYTHONPATH={":".join(pythonpath)}
+Environment=PYTHONUNBUFFERED=1
+Environment=PYTHONDONTWRITEBYTECODE=1
+ExecStart={python} -m whirlwind run --config {paths.settings_file}
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=on-failure
+RestartSec=10
+TimeoutStopSec=60
+KillMode=mixed
+UMask=0077
+RuntimeDirectory={RUNTIME_DIRECTORY}
+RuntimeDirectoryMode=0700
+ReadWritePaths={paths.lib_dir}
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+SystemCallArchitectures=native
+CapabilityBoundingSet=
+AmbientCapabilities=
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def read_agent_controller_info(path: pathlib.Path) -> AgentControllerInfo | None:
+    """Addresses (`apiaddresses`) and CA (`cacert`) from a unit agent.conf, or None."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        logger.warning("cannot read the controller address from %s: %s", path, exc)
+        return None
+    if not isinstance(data, dict):
+        return None
+    addresses = data.get("apiaddresses") or []
+    endpoints = (
+        tuple(a for a in addresses if isinstance(a, str)) if isinstance(addresses, list) else ()
+    )
+    ca_cert = data.get("cacert")
+    return AgentControllerInfo(
+        endpoints=endpoints, ca_cert=ca_cert if isinstance(ca_cert, str) and ca_cert else None
+    )
+
+
+class Workload:
+    """Installs, configures and runs the agent as the systemd service whirlwind-agent."""
+
+    def __init__(
+        self,
+        unit_name: str,
+        charm_dir: pathlib.Path,
+        paths: WorkloadPaths | None = None,
+        python: str | None = None,
+        sys_path: Sequence[str] | None = None,
+    ) -> None:
+        self._unit_name = unit_name
+        self._paths = paths or WorkloadPaths()
+        self._python = python or sys.executable
+        self._pythonpath = charm_pythonpath(charm_dir, sys.path if sys_path is None else sys_path)
+
+    @property
+    def paths(self) -> WorkloadPaths:
+        """Where the files live."""
+        return self._paths
+
+    def unit_file_content(self) -> str:
+        """The unit file this charm revision wants."""
+        return render_unit_file(self._python, self._pythonpath, self._paths)
+
+    def install(self) -> bool:
+        """Write the unit file (and daemon-reload) if it differs; return whether it changed."""
+        changed = settings.write_file_atomically(
+            self._paths.unit_file, self.unit_file_content(), 0o644
+        )
+        if changed:
+            systemd.daemon_reload()
+        return changed
+
+    def configure(self, agent_settings: settings.AgentSettings) -> Changed:
+        """Write unit file, settings (0644, no password) and credentials (0600) atomically."""
+        unit_changed = self.install()
+        self._paths.lib_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The password file first: a reloaded agent must never read settings that point at
+        # a password file that does not exist yet.
+        password_changed = settings.write_file_atomically(
+            self._paths.credentials_file, agent_settings.controller.password + "\n", 0o600
+        )
+        text = settings.dump_settings(agent_settings, password_file=self._paths.credentials_file)
+        settings_changed = settings.write_file_atomically(self._paths.settings_file, text, 0o644)
+        return Changed(unit_file=unit_changed, settings=settings_changed or password_changed)
+
+    def is_running(self) -> bool:
+        """Whether systemd reports the agent active."""
+        return systemd.service_running(SERVICE_NAME)
+
+    def is_installed(self) -> bool:
+        """Whether the unit file is in place."""
+        return self._paths.unit_file.exists()
+
+    def ensure_running(self, changed: Changed, restart: bool = False) -> StartResult:
+        """Enable and start the agent; restart for a new unit file/code, reload for settings."""
+        try:
+            systemd.service_enable(SERVICE_NAME)
+            if not self.is_running():
+                systemd.service_start(SERVICE_NAME)
+                return StartResult.STARTED
+            if restart or changed.unit_file:
+                systemd.service_restart(SERVICE_NAME)
+                return StartResult.RESTARTED
+            if changed.settings:
+                # SIGHUP: the agent re-reads its settings without losing in-flight work.
+                systemd.service_reload(SERVICE_NAME, restart_on_failure=True)
+                return StartResult.RELOADED
+        except systemd.SystemdError as exc:
+            raise WorkloadError(f"cannot start {SERVICE_NAME}: {exc}") from None
+        return StartResult.UNCHANGED
+
+    def stop_and_disable(self) -> bool:
+        """Stop and disable the agent if it is installed; return whether it was running."""
+        if not self.is_installed():
+            return False
+        was_running = self.is_running()
+        try:
+            if was_running:
+                systemd.service_stop(SERVICE_NAME)
+            systemd.service_disable(SERVICE_NAME)
+        except systemd.SystemdError as exc:
+            raise WorkloadError(f"cannot stop {SERVICE_NAME}: {exc}") from None
+        return was_running
+
+    def remove_credentials(self) -> bool:
+        """Delete the password and settings files (standby units need neither)."""
+        removed = False
+        for path in (self._paths.settings_file, self._paths.credentials_file):
+            if path.exists():
+                path.unlink()
+                removed = True
+        return removed
+
+    def remove(self) -> None:
+        """Stop the agent and delete unit file, settings and credentials; keep the state dir."""
+        self.stop_and_disable()
+        self.remove_credentials()
+        if self.is_installed():
+            self._paths.unit_file.unlink()
+            systemd.daemon_reload()
+        # Not empty (an operator's file) or already gone: leave it.
+        with contextlib.suppress(OSError):
+            self._paths.etc_dir.rmdir()
+
+    def read_agent_controller_info(self) -> AgentControllerInfo | None:
+        """The controller addresses and CA this unit's own Juju agent uses."""
+        return read_agent_controller_info(self._paths.agent_conf(self._unit_name))
