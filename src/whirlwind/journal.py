@@ -1,0 +1,422 @@
+"""Durable operations, history and agent state in sqlite (WAL), written before acting."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import sqlite3
+from collections.abc import Callable, Collection, Iterator
+from typing import Any
+
+from whirlwind import policy
+
+SCHEMA_VERSION = 1
+JOURNAL_FILE = "journal.db"
+
+# Results of an operation; "running" until it finishes.
+RUNNING = "running"
+OK = "ok"
+ROLLED_BACK = "rolled-back"
+FAILED = "failed"
+DRY_RUN = "dry-run"
+RESULTS = (RUNNING, OK, ROLLED_BACK, FAILED, DRY_RUN)
+
+# Steps of the replacement state machine (lower-case in history and status).
+PLAN = "plan"
+ADD = "add"
+SETTLE = "settle"
+REMOVE = "remove"
+CLEANUP = "cleanup"
+ROLLBACK = "rollback"
+DONE = "done"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS operations (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    trigger TEXT NOT NULL,
+    service TEXT NOT NULL,
+    old_unit TEXT,
+    new_unit TEXT,
+    step TEXT NOT NULL,
+    result TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    started TEXT NOT NULL,
+    finished TEXT,
+    deadline TEXT,
+    dry_run INTEGER NOT NULL DEFAULT 0,
+    max_unit_number INTEGER NOT NULL DEFAULT -1,
+    healthy_at_start INTEGER NOT NULL DEFAULT 0,
+    old_machine TEXT,
+    old_machine_dedicated INTEGER NOT NULL DEFAULT 0,
+    new_machine TEXT,
+    forced INTEGER NOT NULL DEFAULT 0,
+    born TEXT
+);
+CREATE INDEX IF NOT EXISTS operations_result ON operations (result);
+CREATE TABLE IF NOT EXISTS steps (
+    op_seq INTEGER NOT NULL REFERENCES operations (seq),
+    n INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (op_seq, n)
+);
+CREATE TABLE IF NOT EXISTS agent_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS breakers (
+    application TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS first_seen (unit TEXT PRIMARY KEY, at TEXT NOT NULL);
+"""
+
+# Columns an operation update may change.
+_MUTABLE = frozenset(
+    {"trigger", "new_unit", "step", "result", "reason", "finished", "deadline", "new_machine",
+     "forced", "born"}
+)  # fmt: skip
+
+
+class JournalError(Exception):
+    """The journal cannot be opened or written (disk, permissions, newer schema)."""
+
+
+def to_iso(value: datetime.datetime | None) -> str | None:
+    """ISO 8601 text of an aware datetime (None stays None)."""
+    return None if value is None else value.isoformat()
+
+
+def from_iso(value: str | None) -> datetime.datetime | None:
+    """Parse what `to_iso` wrote."""
+    return None if value is None else datetime.datetime.fromisoformat(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepEntry:
+    """One entry of an operation's per-step log."""
+
+    step: str
+    at: datetime.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    """One replacement as journaled: what it does, where it is, and the facts it relies on."""
+
+    seq: int
+    id: str
+    trigger: str
+    service: str
+    old_unit: str | None
+    step: str
+    result: str
+    started: datetime.datetime
+    new_unit: str | None = None
+    reason: str = ""
+    finished: datetime.datetime | None = None
+    # Deadline of the current step (wall clock, so a restarted agent keeps it).
+    deadline: datetime.datetime | None = None
+    dry_run: bool = False
+    # Highest unit number of the application at PLAN: a unit above it can only be new.
+    max_unit_number: int = -1
+    healthy_at_start: int = 0
+    old_machine: str | None = None
+    old_machine_dedicated: bool = False
+    new_machine: str | None = None
+    # Whether the removal of the current step was escalated to force.
+    forced: bool = False
+    born: datetime.datetime | None = None
+    steps: tuple[StepEntry, ...] = ()
+
+    @property
+    def is_finished(self) -> bool:
+        """Whether the operation has a final result."""
+        return self.result != RUNNING
+
+    def to_dict(self) -> dict[str, Any]:
+        """The history entry of the control API."""
+        duration = None
+        if self.finished is not None:
+            duration = round((self.finished - self.started).total_seconds(), 3)
+        return {
+            "id": self.id,
+            "trigger": self.trigger,
+            "service": self.service,
+            "old-unit": self.old_unit,
+            "new-unit": self.new_unit,
+            "result": self.result,
+            "reason": self.reason,
+            "started": to_iso(self.started),
+            "finished": to_iso(self.finished),
+            "duration": duration,
+            "steps": [{"step": s.step, "at": to_iso(s.at)} for s in self.steps],
+        }
+
+
+def _row_to_operation(row: sqlite3.Row, steps: tuple[StepEntry, ...]) -> Operation:
+    started = from_iso(row["started"])
+    assert started is not None
+    return Operation(
+        seq=row["seq"],
+        id=row["id"],
+        trigger=row["trigger"],
+        service=row["service"],
+        old_unit=row["old_unit"],
+        new_unit=row["new_unit"],
+        step=row["step"],
+        result=row["result"],
+        reason=row["reason"],
+        started=started,
+        finished=from_iso(row["finished"]),
+        deadline=from_iso(row["deadline"]),
+        dry_run=bool(row["dry_run"]),
+        max_unit_number=row["max_unit_number"],
+        healthy_at_start=row["healthy_at_start"],
+        old_machine=row["old_machine"],
+        old_machine_dedicated=bool(row["old_machine_dedicated"]),
+        new_machine=row["new_machine"],
+        forced=bool(row["forced"]),
+        born=from_iso(row["born"]),
+        steps=steps,
+    )
+
+
+def _to_column(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return to_iso(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+class Journal:
+    """The agent's durable memory: one sqlite file (mode 0600) in the state folder."""
+
+    def __init__(
+        self, path: pathlib.Path, *, on_commit: Callable[[str], None] | None = None
+    ) -> None:
+        self.path = path
+        # Test seam: called after every commit with a label (e.g. "step:add").
+        self.on_commit = on_commit
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Create the file 0600 before sqlite does; sqlite gives -wal/-shm the same mode.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.chmod(path, 0o600)
+            self._db = sqlite3.connect(str(path), isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(f"cannot open journal {path}: {exc}") from None
+        self._db.row_factory = sqlite3.Row
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise JournalError(
+                    f"journal {path} has schema {version}; this agent knows {SCHEMA_VERSION}"
+                )
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise JournalError(f"cannot open journal {path}: {exc}") from None
+        except JournalError:
+            self._db.close()
+            raise
+
+    @classmethod
+    def open_in(cls, state_dir: pathlib.Path) -> Journal:
+        """Open (or create) the journal in the agent's state folder."""
+        return cls(state_dir / JOURNAL_FILE)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self, label: str) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        if self.on_commit is not None:
+            self.on_commit(label)
+
+    # -- operations ------------------------------------------------------------------------
+
+    def create_operation(
+        self,
+        *,
+        token: str,
+        trigger: str,
+        service: str,
+        old_unit: str | None,
+        at: datetime.datetime,
+        dry_run: bool,
+        max_unit_number: int,
+        healthy_at_start: int,
+        old_machine: str | None,
+        old_machine_dedicated: bool,
+    ) -> Operation:
+        """Journal a new operation at step PLAN; its id is `<seq>-<token>`."""
+        with self._transaction("create") as db:
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM operations").fetchone()[0]
+            op_id = f"{seq}-{token}"
+            db.execute(
+                "INSERT INTO operations (seq, id, trigger, service, old_unit, step, result,"
+                " started, dry_run, max_unit_number, healthy_at_start, old_machine,"
+                " old_machine_dedicated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    seq, op_id, trigger, service, old_unit, PLAN, RUNNING, to_iso(at),
+                    int(dry_run), max_unit_number, healthy_at_start, old_machine,
+                    int(old_machine_dedicated),
+                ),
+            )  # fmt: skip
+            db.execute(
+                "INSERT INTO steps (op_seq, n, step, at) VALUES (?, 0, ?, ?)",
+                (seq, PLAN, to_iso(at)),
+            )
+        op = self.get_operation(op_id)
+        assert op is not None
+        return op
+
+    def update(
+        self,
+        op: Operation,
+        at: datetime.datetime,
+        *,
+        log: str | None = None,
+        **changes: Any,
+    ) -> Operation:
+        """Write `changes` to the operation; log a step entry for a new step (or `log`)."""
+        unknown = set(changes) - _MUTABLE
+        if unknown:
+            raise ValueError(f"cannot change {sorted(unknown)} of an operation")
+        entry = log
+        if entry is None and "step" in changes and changes["step"] != op.step:
+            entry = changes["step"]
+        label = f"step:{entry}" if entry is not None else "update:" + ",".join(sorted(changes))
+        with self._transaction(label) as db:
+            if changes:
+                columns = ", ".join(f"{name} = ?" for name in changes)
+                db.execute(
+                    f"UPDATE operations SET {columns} WHERE seq = ?",
+                    (*(_to_column(v) for v in changes.values()), op.seq),
+                )
+            if entry is not None:
+                db.execute(
+                    "INSERT INTO steps (op_seq, n, step, at) VALUES (?, ?, ?, ?)",
+                    (op.seq, len(op.steps), entry, to_iso(at)),
+                )
+        steps = op.steps if entry is None else (*op.steps, StepEntry(entry, at))
+        return dataclasses.replace(op, steps=steps, **changes)
+
+    def finish(
+        self, op: Operation, at: datetime.datetime, result: str, reason: str = ""
+    ) -> Operation:
+        """Give the operation its final result (step DONE)."""
+        if result not in RESULTS or result == RUNNING:
+            raise ValueError(f"not a final result: {result!r}")
+        return self.update(
+            op, at, step=DONE, result=result, reason=reason, finished=at, deadline=None
+        )
+
+    def _steps(self, seq: int) -> tuple[StepEntry, ...]:
+        rows = self._db.execute(
+            "SELECT step, at FROM steps WHERE op_seq = ? ORDER BY n", (seq,)
+        ).fetchall()
+        return tuple(
+            StepEntry(r["step"], from_iso(r["at"]) or datetime.datetime.min) for r in rows
+        )
+
+    def _operations(self, where: str, args: tuple[Any, ...]) -> list[Operation]:
+        rows = self._db.execute(f"SELECT * FROM operations {where}", args).fetchall()
+        return [_row_to_operation(r, self._steps(r["seq"])) for r in rows]
+
+    def get_operation(self, op_id: str) -> Operation | None:
+        """The operation with id `op_id`, if journaled."""
+        ops = self._operations("WHERE id = ?", (op_id,))
+        return ops[0] if ops else None
+
+    def get_unfinished(self) -> list[Operation]:
+        """Operations without a final result (oldest first): what recovery must finish."""
+        return self._operations("WHERE result = ? ORDER BY seq", (RUNNING,))
+
+    def get_history(self, limit: int) -> list[Operation]:
+        """The newest `limit` operations, newest first."""
+        return self._operations("ORDER BY seq DESC LIMIT ?", (limit,))
+
+    def get_last_finished(self) -> Operation | None:
+        """The newest operation with a final result."""
+        ops = self._operations("WHERE result != ? ORDER BY seq DESC LIMIT 1", (RUNNING,))
+        return ops[0] if ops else None
+
+    # -- agent state -----------------------------------------------------------------------
+
+    def get_state(self, key: str) -> Any:
+        """A JSON value of the agent's state (None if never set)."""
+        row = self._db.execute("SELECT value FROM agent_state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row["value"])
+
+    def set_state(self, key: str, value: Any) -> None:
+        """Store a JSON value of the agent's state."""
+        with self._transaction(f"state:{key}") as db:
+            db.execute(
+                "INSERT INTO agent_state (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
+
+    def get_breakers(self) -> dict[str, policy.BreakerState]:
+        """Circuit-breaker state per application (only those with failures)."""
+        rows = self._db.execute("SELECT application, failures, reason FROM breakers").fetchall()
+        return {r["application"]: policy.BreakerState(r["failures"], r["reason"]) for r in rows}
+
+    def set_breaker(self, application: str, state: policy.BreakerState) -> None:
+        """Store the breaker of `application` (a closed one is deleted)."""
+        with self._transaction(f"breaker:{application}") as db:
+            if state.failures == 0:
+                db.execute("DELETE FROM breakers WHERE application = ?", (application,))
+            else:
+                db.execute(
+                    "INSERT INTO breakers (application, failures, reason) VALUES (?, ?, ?)"
+                    " ON CONFLICT (application) DO UPDATE SET failures = excluded.failures,"
+                    " reason = excluded.reason",
+                    (application, state.failures, state.reason),
+                )
+
+    def clear_breakers(self) -> None:
+        """Reset every breaker (resume, configuration change)."""
+        with self._transaction("breakers:clear") as db:
+            db.execute("DELETE FROM breakers")
+
+    def sync_first_seen(
+        self, units: Collection[str], at: datetime.datetime
+    ) -> dict[str, datetime.datetime]:
+        """Record `at` for new units, forget units gone; return every first-seen time."""
+        known = self.get_first_seen()
+        live = set(units)
+        new = live - set(known)
+        gone = set(known) - live
+        if new or gone:
+            with self._transaction("first-seen") as db:
+                db.executemany(
+                    "INSERT INTO first_seen (unit, at) VALUES (?, ?)",
+                    [(u, to_iso(at)) for u in sorted(new)],
+                )
+                db.executemany("DELETE FROM first_seen WHERE unit = ?", [(u,) for u in gone])
+        result = {u: t for u, t in known.items() if u in live}
+        result.update({u: at for u in new})
+        return result
+
+    def get_first_seen(self) -> dict[str, datetime.datetime]:
+        """When the agent first saw each live unit."""
+        rows = self._db.execute("SELECT unit, at FROM first_seen").fetchall()
+        return {r["unit"]: from_iso(r["at"]) or datetime.datetime.min for r in rows}

@@ -1,0 +1,260 @@
+"""Pure decisions: eligibility, victim, next due time, settle bookkeeping, circuit breaker."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import random
+from collections.abc import Collection, Mapping, Sequence
+
+from whirlwind import model as model_view
+from whirlwind import settings as settings_mod
+
+BORN_ANNOTATION = "whirlwind/born"
+OP_ANNOTATION = "whirlwind/op"
+
+# Why a target is not ready (kept short: they show in status and logs).
+NOT_IN_MODEL = "not in the model"
+
+
+@dataclasses.dataclass(frozen=True)
+class BreakerState:
+    """Consecutive failures of replacements on one application, and the last reason."""
+
+    failures: int = 0
+    reason: str = ""
+
+    def is_open(self, limit: int) -> bool:
+        """Whether the breaker stops work on the application (too many failures in a row)."""
+        return self.failures >= limit
+
+
+def record_result(state: BreakerState, result: str, reason: str) -> BreakerState:
+    """The breaker after an operation ended with `result` ("ok", "rolled-back", ...)."""
+    if result == "ok":
+        return BreakerState()
+    if result in ("rolled-back", "failed"):
+        return BreakerState(failures=state.failures + 1, reason=reason)
+    return state
+
+
+def describe_breaker(state: BreakerState) -> str:
+    """Operator-facing reason why an application is blocked."""
+    return f"{state.failures} consecutive failures; last: {state.reason}"
+
+
+def get_refusal(
+    application: str,
+    view: model_view.ModelView,
+    settings: settings_mod.AgentSettings,
+) -> str | None:
+    """Why Whirlwind must never touch `application` at all (None: it may, if asked)."""
+    if view.is_controller_model:
+        return "the controller model is never touched"
+    if settings.own_application is not None and application == settings.own_application:
+        return "Whirlwind never replaces its own units"
+    app = view.applications.get(application)
+    if app is None:
+        return NOT_IN_MODEL
+    if app.subordinate:
+        return "subordinate applications cannot be replaced"
+    if app.life != model_view.ALIVE:
+        return f"application is {app.life}"
+    return None
+
+
+def get_not_ready_reason(
+    application: str,
+    view: model_view.ModelView,
+    settings: settings_mod.AgentSettings,
+    *,
+    breakers: Mapping[str, BreakerState],
+    busy_units: Collection[str],
+    in_flight_apps: Collection[str],
+    check_breaker: bool = True,
+) -> str | None:
+    """Why `application` cannot get a replacement right now, or None when it is ready."""
+    refusal = get_refusal(application, view, settings)
+    if refusal is not None:
+        return refusal
+    breaker = breakers.get(application, BreakerState())
+    if check_breaker and breaker.is_open(settings.max_consecutive_failures):
+        return describe_breaker(breaker)
+    if application in in_flight_apps:
+        return "a replacement is in flight"
+    if view.count_healthy(application) < 1:
+        return "no healthy unit"
+    if not get_candidates(view.get_units(application), busy_units):
+        return "no unit can be replaced"
+    return None
+
+
+def get_ready_services(
+    view: model_view.ModelView,
+    settings: settings_mod.AgentSettings,
+    *,
+    breakers: Mapping[str, BreakerState],
+    busy_units: Collection[str],
+    in_flight_apps: Collection[str],
+) -> list[str]:
+    """Targets that may get a replacement now, in configured order."""
+    return [
+        app
+        for app in settings.services
+        if get_not_ready_reason(
+            app,
+            view,
+            settings,
+            breakers=breakers,
+            busy_units=busy_units,
+            in_flight_apps=in_flight_apps,
+        )
+        is None
+    ]
+
+
+def get_next_service(
+    services: Sequence[str], ready: Collection[str], last: str | None
+) -> str | None:
+    """Round-robin: the first ready service after `last` in configured order (wrapping)."""
+    if not services:
+        return None
+    start = services.index(last) + 1 if last in services else 0
+    for offset in range(len(services)):
+        candidate = services[(start + offset) % len(services)]
+        if candidate in ready:
+            return candidate
+    return None
+
+
+def get_next_due(
+    last_run: datetime.datetime | None, agent_started: datetime.datetime, interval: int
+) -> datetime.datetime:
+    """When the interval timer fires next: `interval` after the last run (or the agent's start)."""
+    base = last_run if last_run is not None else agent_started
+    return base + datetime.timedelta(seconds=interval)
+
+
+def get_candidates(
+    units: Sequence[model_view.UnitState], busy_units: Collection[str]
+) -> list[model_view.UnitState]:
+    """Units that may be replaced: principal, alive, and not part of an operation in flight."""
+    return [
+        u
+        for u in units
+        if u.life == model_view.ALIVE and not u.subordinate and u.name not in busy_units
+    ]
+
+
+def get_birth(
+    born_annotation: str | None,
+    machine_first_seen: datetime.datetime | None,
+    first_seen: datetime.datetime | None,
+) -> datetime.datetime | None:
+    """A unit's age, best source first: our annotation, machine status history, first seen."""
+    born = model_view.parse_since(born_annotation)
+    if born is not None:
+        return born
+    if machine_first_seen is not None:
+        return machine_first_seen
+    return first_seen
+
+
+def choose_victim(
+    candidates: Sequence[model_view.UnitState],
+    births: Mapping[str, datetime.datetime | None],
+    strategy: settings_mod.Strategy,
+    rng: random.Random,
+) -> model_view.UnitState | None:
+    """The unit to replace: the oldest (unknown age counts as oldest), or a random one."""
+    if not candidates:
+        return None
+    ordered = sorted(candidates, key=lambda u: u.number)
+    if strategy == "random":
+        return rng.choice(ordered)
+    oldest = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+    return min(ordered, key=lambda u: (births.get(u.name) or oldest, u.number))
+
+
+def get_settle_failure(
+    unit: model_view.UnitState | None,
+    machine: model_view.MachineState | None,
+    *,
+    name: str,
+    lost: bool,
+) -> str | None:
+    """Why a new unit will never settle (fail fast), or None while it still may."""
+    if unit is None:
+        return f"new unit {name} disappeared"
+    if unit.life != model_view.ALIVE:
+        return f"new unit {name} is {unit.life}"
+    if unit.workload_status == "error" or unit.agent_status == "error":
+        message = unit.workload_message or unit.agent_message or "error"
+        return f"new unit {name} failed: {message}"
+    if machine is not None and machine.instance_status in ("error", "provisioning error"):
+        message = machine.instance_message or machine.instance_status
+        return f"machine {machine.id} of new unit {name} failed to provision: {message}"
+    if lost:
+        return f"new unit {name} is lost"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class SettleState:
+    """Since when a unit has been healthy without interruption (None: not healthy now)."""
+
+    healthy_since: datetime.datetime | None = None
+
+    def observe(self, healthy: bool, now: datetime.datetime) -> SettleState:
+        """The state after seeing the unit healthy or not at `now`."""
+        if not healthy:
+            return SettleState()
+        if self.healthy_since is None:
+            return SettleState(healthy_since=now)
+        return self
+
+    def remaining(self, now: datetime.datetime, settle_period: int) -> float | None:
+        """Seconds of continuous health still needed (0: settled; None: not healthy now)."""
+        if self.healthy_since is None:
+            return None
+        elapsed = (now - self.healthy_since).total_seconds()
+        return max(0.0, settle_period - elapsed)
+
+    def is_settled(self, now: datetime.datetime, settle_period: int) -> bool:
+        """Whether the unit has been healthy continuously for `settle_period` seconds."""
+        return self.remaining(now, settle_period) == 0.0
+
+
+def healthy_after_removal(view: model_view.ModelView, application: str, unit: str) -> int:
+    """How many healthy units `application` keeps if `unit` goes."""
+    count = view.count_healthy(application)
+    return count - 1 if view.is_healthy(unit) else count
+
+
+def is_dedicated_machine(view: model_view.ModelView, machine_id: str, unit: str) -> bool:
+    """Whether `machine_id` hosts only `unit` and its subordinates (and is no controller)."""
+    machine = view.machines.get(machine_id)
+    if machine is not None and machine.is_controller:
+        return False
+    return all(
+        u.name == unit or (u.subordinate and u.principal == unit)
+        for u in view.get_units_on_machine(machine_id)
+    )
+
+
+def find_adopted_unit(
+    view: model_view.ModelView, application: str, op_id: str, max_number: int
+) -> str | None:
+    """The unit an interrupted ADD created: annotated with `op_id`, else numbered above max.
+
+    Only units numbered above the application's highest number at PLAN can be ours (the old
+    unit carries the same op annotation); a unit annotated by another operation is not ours.
+    """
+    fresh = [u for u in view.get_units(application) if u.number > max_number and not u.subordinate]
+    for unit in fresh:
+        if view.get_unit_annotations(unit.name).get(OP_ANNOTATION) == op_id:
+            return unit.name
+    for unit in fresh:
+        if OP_ANNOTATION not in view.get_unit_annotations(unit.name):
+            return unit.name
+    return None

@@ -1,0 +1,451 @@
+"""One replacement as a journaled state machine: PLAN, ADD, SETTLE, REMOVE, CLEANUP or ROLLBACK.
+
+Every step is written to the journal before it acts, and every handler can be entered again
+from what the journal says, so an agent that stopped anywhere finishes or rolls back the
+operation on its next start (`Replacer.run(op, recovering=True)`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from whirlwind import backend as backend_mod
+from whirlwind import journal as journal_mod
+from whirlwind import model as model_view
+from whirlwind import policy
+from whirlwind import settings as settings_mod
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Seconds Juju gets to remove a dedicated machine by itself before we do.
+CLEANUP_GRACE = 60.0
+# Juju's max-wait for a forced removal (seconds).
+FORCE_MAX_WAIT = 60.0
+# While disconnected the view may be stale: look again at least this often (seconds).
+RECHECK = 10.0
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 30.0
+
+Clock = Callable[[], datetime.datetime]
+
+
+class DeadlineError(Exception):
+    """A step's deadline passed while a controller call kept failing transiently."""
+
+
+def create_plan(
+    journal: journal_mod.Journal,
+    view: model_view.ModelView,
+    *,
+    service: str,
+    victim: model_view.UnitState,
+    trigger: str,
+    dry_run: bool,
+    token: str,
+    now: datetime.datetime,
+) -> journal_mod.Operation:
+    """Journal step PLAN: the victim and the facts recovery needs (numbers, machine, health)."""
+    units = view.get_units(service)
+    machine = victim.machine_id
+    op = journal.create_operation(
+        token=token,
+        trigger=trigger,
+        service=service,
+        old_unit=victim.name,
+        at=now,
+        dry_run=dry_run,
+        max_unit_number=max((u.number for u in units), default=-1),
+        healthy_at_start=view.count_healthy(service),
+        old_machine=machine,
+        old_machine_dedicated=(
+            machine is not None and policy.is_dedicated_machine(view, machine, victim.name)
+        ),
+    )
+    logger.info(
+        "operation %s (%s): replace %s of %s (%d healthy)",
+        op.id,
+        trigger,
+        victim.name,
+        service,
+        op.healthy_at_start,
+    )
+    return op
+
+
+class Replacer:
+    """Runs operations through their steps against a backend, journaling each step first."""
+
+    def __init__(
+        self,
+        backend: backend_mod.JujuBackend,
+        journal: journal_mod.Journal,
+        get_settings: Callable[[], settings_mod.AgentSettings],
+        now: Clock,
+    ) -> None:
+        self._backend = backend
+        self._journal = journal
+        self._get_settings = get_settings
+        self._now = now
+
+    @property
+    def _view(self) -> model_view.ModelView:
+        return self._backend.model
+
+    async def run(
+        self, op: journal_mod.Operation, *, recovering: bool = False
+    ) -> journal_mod.Operation:
+        """Drive `op` from its journaled step to a final result; return the finished operation."""
+        handlers: dict[
+            str, Callable[[journal_mod.Operation], Awaitable[journal_mod.Operation]]
+        ] = {
+            journal_mod.PLAN: self._plan,
+            journal_mod.ADD: self._add_recovering if recovering else self._add,
+            journal_mod.SETTLE: self._settle,
+            journal_mod.REMOVE: self._remove,
+            journal_mod.CLEANUP: self._cleanup,
+            journal_mod.ROLLBACK: self._rollback,
+        }
+        while not op.is_finished:
+            handler = handlers.get(op.step)
+            if handler is None:
+                return self._finish(op, journal_mod.FAILED, f"unknown step {op.step!r}")
+            op = await handler(op)
+        return op
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _remaining(self, deadline: datetime.datetime | None) -> float:
+        if deadline is None:
+            return 0.0
+        return max(0.0, (deadline - self._now()).total_seconds())
+
+    def _in(self, seconds: float) -> datetime.datetime:
+        return self._now() + datetime.timedelta(seconds=seconds)
+
+    def _step(self, op: journal_mod.Operation, step: str, **changes: Any) -> journal_mod.Operation:
+        logger.info("operation %s: %s", op.id, step)
+        return self._journal.update(op, self._now(), step=step, **changes)
+
+    def _finish(
+        self, op: journal_mod.Operation, result: str, reason: str = ""
+    ) -> journal_mod.Operation:
+        log = logger.info if result in (journal_mod.OK, journal_mod.DRY_RUN) else logger.warning
+        log(
+            "operation %s on %s finished: %s%s",
+            op.id,
+            op.service,
+            result,
+            f" ({reason})" if reason else "",
+        )
+        return self._journal.finish(op, self._now(), result, reason)
+
+    def _start_rollback(self, op: journal_mod.Operation, reason: str) -> journal_mod.Operation:
+        logger.warning("operation %s: rolling back: %s", op.id, reason)
+        remove_timeout = self._get_settings().remove_timeout
+        return self._step(
+            op,
+            journal_mod.ROLLBACK,
+            reason=reason,
+            deadline=self._in(remove_timeout),
+            forced=False,
+        )
+
+    async def _pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if not self._backend.connected and seconds > 0:
+            await self._backend.wait_synced(seconds)
+
+    async def _call(
+        self, what: str, call: Callable[[], Awaitable[T]], deadline: datetime.datetime | None
+    ) -> T:
+        """Make a controller call, retrying transient errors with backoff until `deadline`."""
+        delay = BACKOFF_FIRST
+        while True:
+            try:
+                return await call()
+            except backend_mod.BackendError as exc:
+                if not exc.transient:
+                    raise
+                remaining = self._remaining(deadline)
+                if remaining <= 0:
+                    raise DeadlineError(f"{what}: {exc}") from None
+                wait = min(delay, remaining)
+                logger.warning("%s failed (%s); trying again in %.0fs", what, exc, wait)
+                await self._pause(wait)
+                delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _wait_view(
+        self, predicate: Callable[[model_view.ModelView], bool], deadline: datetime.datetime | None
+    ) -> bool:
+        """Wait (event-driven) until `predicate` holds on a connected view, or the deadline."""
+        while True:
+            if self._backend.connected and predicate(self._view):
+                return True
+            remaining = self._remaining(deadline)
+            if remaining <= 0:
+                return False
+            wait = remaining if self._backend.connected else min(remaining, RECHECK)
+            await self._view.wait_for_change(wait)
+
+    async def _wait_gone(self, unit: str, deadline: datetime.datetime | None) -> bool:
+        return await self._wait_view(lambda v: v.get_unit(unit) is None, deadline)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    async def _plan(self, op: journal_mod.Operation) -> journal_mod.Operation:
+        if op.dry_run:
+            logger.info("DRY-RUN: would replace %s with a new unit", op.old_unit)
+            return self._finish(op, journal_mod.DRY_RUN, "dry run: nothing changed")
+        settle_timeout = self._get_settings().settle_timeout
+        return self._step(op, journal_mod.ADD, deadline=self._in(settle_timeout))
+
+    async def _add_recovering(self, op: journal_mod.Operation) -> journal_mod.Operation:
+        """ADD after a restart: adopt a unit the interrupted call may have created."""
+        if op.new_unit is None:
+            if not await self._wait_view(lambda _: True, op.deadline):
+                return self._start_rollback(op, "not connected before the deadline")
+            adopted = policy.find_adopted_unit(self._view, op.service, op.id, op.max_unit_number)
+            if adopted is not None:
+                logger.info("operation %s: adopting %s added before the restart", op.id, adopted)
+                op = self._journal.update(op, self._now(), new_unit=adopted, born=self._now())
+        return await self._add(op)
+
+    async def _add(self, op: journal_mod.Operation) -> journal_mod.Operation:
+        if op.new_unit is None:
+            try:
+                name = await self._add_unit(op)
+            except DeadlineError as exc:
+                return self._start_rollback(op, f"could not add a unit in time: {exc}")
+            except backend_mod.BackendError as exc:
+                return self._start_rollback(op, f"add-unit failed: {exc}")
+            now = self._now()
+            op = self._journal.update(op, now, new_unit=name, born=now)
+            logger.info("operation %s: added %s", op.id, name)
+        assert op.new_unit is not None
+        born = journal_mod.to_iso(op.born or self._now()) or ""
+        await self._annotate(
+            op, op.new_unit, {policy.BORN_ANNOTATION: born, policy.OP_ANNOTATION: op.id}
+        )
+        if op.old_unit is not None:
+            await self._annotate(op, op.old_unit, {policy.OP_ANNOTATION: op.id})
+        return self._step(op, journal_mod.SETTLE)
+
+    async def _add_unit(self, op: journal_mod.Operation) -> str:
+        """AddUnits, retried on transient errors; after one, adopt the unit if it was added."""
+        delay = BACKOFF_FIRST
+        while True:
+            try:
+                return await self._backend.add_unit(op.service)
+            except backend_mod.BackendError as exc:
+                if not exc.transient:
+                    raise
+                remaining = self._remaining(op.deadline)
+                if remaining <= 0:
+                    raise DeadlineError(f"add-unit {op.service}: {exc}") from None
+                logger.warning("add-unit %s failed (%s); checking the model", op.service, exc)
+                await self._pause(min(delay, remaining))
+                delay = min(delay * 2, BACKOFF_MAX)
+            # The call may have reached the controller: look before adding another unit.
+            if await self._backend.wait_synced(self._remaining(op.deadline)):
+                adopted = policy.find_adopted_unit(
+                    self._view, op.service, op.id, op.max_unit_number
+                )
+                if adopted is not None:
+                    logger.info("operation %s: the failed add-unit created %s", op.id, adopted)
+                    return adopted
+
+    async def _annotate(
+        self, op: journal_mod.Operation, unit: str, values: dict[str, str]
+    ) -> None:
+        current = self._view.get_unit_annotations(unit)
+        if all(current.get(k) == v for k, v in values.items()):
+            return
+        try:
+            await self._call(
+                f"annotate {unit}",
+                lambda: self._backend.set_unit_annotations(unit, values),
+                op.deadline,
+            )
+        except (DeadlineError, backend_mod.BackendError) as exc:
+            # Annotations help recovery; the journal already knows the unit, so go on.
+            logger.warning("operation %s: cannot annotate %s: %s", op.id, unit, exc)
+
+    async def _settle(self, op: journal_mod.Operation) -> journal_mod.Operation:
+        new = op.new_unit
+        if new is None:
+            return self._start_rollback(op, "no new unit to settle")
+        state = policy.SettleState()
+        while True:
+            now = self._now()
+            settle_period = self._get_settings().settle_period
+            if self._backend.connected:
+                view = self._view
+                unit = view.get_unit(new)
+                machine_id = unit.machine_id if unit is not None else None
+                machine = view.machines.get(machine_id) if machine_id is not None else None
+                if machine_id is not None and op.new_machine != machine_id:
+                    op = self._journal.update(op, now, new_machine=machine_id)
+                failure = policy.get_settle_failure(
+                    unit, machine, name=new, lost=view.is_lost(new)
+                )
+                if failure is not None:
+                    return self._start_rollback(op, failure)
+                state = state.observe(view.is_healthy(new), now)
+            else:
+                # Blind while disconnected: health must be seen again, continuously.
+                state = policy.SettleState()
+            if state.is_settled(now, settle_period):
+                logger.info("operation %s: %s is healthy and settled", op.id, new)
+                remove_timeout = self._get_settings().remove_timeout
+                return self._step(op, journal_mod.REMOVE, deadline=self._in(remove_timeout))
+            remaining = self._remaining(op.deadline)
+            if remaining <= 0:
+                timeout = self._get_settings().settle_timeout
+                return self._start_rollback(op, f"new unit {new} did not settle within {timeout}s")
+            wait = remaining
+            left = state.remaining(now, settle_period)
+            if left is not None:
+                wait = min(wait, left)
+            if not self._backend.connected:
+                wait = min(wait, RECHECK)
+            await self._view.wait_for_change(wait)
+
+    async def _remove(self, op: journal_mod.Operation) -> journal_mod.Operation:
+        old = op.old_unit
+        unit = self._view.get_unit(old) if old is not None else None
+        if old is not None and unit is not None:
+            if unit.life == model_view.ALIVE and not op.forced:
+                # Never leave fewer healthy units than there were when we began.
+                safe = await self._wait_view(
+                    lambda v: (
+                        policy.healthy_after_removal(v, op.service, old) >= op.healthy_at_start
+                    ),
+                    op.deadline,
+                )
+                if not safe:
+                    return self._finish(
+                        op,
+                        journal_mod.FAILED,
+                        f"kept {old} and {op.new_unit}: removing {old} would leave fewer than "
+                        f"{op.healthy_at_start} healthy units of {op.service}",
+                    )
+            op, gone = await self._remove_unit(op, old)
+            if not gone:
+                return self._finish(
+                    op, journal_mod.FAILED, f"old unit {old} is still there after forced removal"
+                )
+        return self._step(op, journal_mod.CLEANUP, deadline=self._in(CLEANUP_GRACE))
+
+    async def _remove_unit(
+        self, op: journal_mod.Operation, name: str
+    ) -> tuple[journal_mod.Operation, bool]:
+        """Destroy `name` and wait; after the step's deadline escalate to force once."""
+        if not op.forced:
+            unit = self._view.get_unit(name)
+            if unit is None:
+                return op, True
+            if unit.life == model_view.ALIVE:
+                try:
+                    await self._call(
+                        f"destroy {name}", lambda: self._backend.destroy_unit(name), op.deadline
+                    )
+                except backend_mod.NotFoundError:
+                    return op, True
+                except (DeadlineError, backend_mod.BackendError) as exc:
+                    logger.warning("operation %s: cannot destroy %s: %s", op.id, name, exc)
+            if await self._wait_gone(name, op.deadline):
+                return op, True
+            remove_timeout = self._get_settings().remove_timeout
+            logger.warning(
+                "operation %s: %s still there after %ss; removing it with force",
+                op.id,
+                name,
+                remove_timeout,
+            )
+            op = self._journal.update(
+                op,
+                self._now(),
+                log=f"{op.step}-force",
+                forced=True,
+                deadline=self._in(remove_timeout),
+            )
+        if self._view.get_unit(name) is None:
+            return op, True
+        try:
+            await self._call(
+                f"destroy {name} with force",
+                lambda: self._backend.destroy_unit(name, force=True, max_wait=FORCE_MAX_WAIT),
+                op.deadline,
+            )
+        except backend_mod.NotFoundError:
+            return op, True
+        except (DeadlineError, backend_mod.BackendError) as exc:
+            logger.warning("operation %s: cannot force-destroy %s: %s", op.id, name, exc)
+        return op, await self._wait_gone(name, op.deadline)
+
+    async def _cleanup(self, op: journal_mod.Operation) -> journal_mod.Operation:
+        note = ""
+        if op.old_machine is not None and op.old_machine_dedicated:
+            note = await self._cleanup_machine(op, op.old_machine, op.deadline)
+        return self._finish(op, journal_mod.OK, note)
+
+    async def _cleanup_machine(
+        self, op: journal_mod.Operation, machine_id: str, grace: datetime.datetime | None
+    ) -> str:
+        """Remove an emptied machine Juju did not remove by itself; return a note if kept."""
+        if await self._wait_view(lambda v: machine_id not in v.machines, grace):
+            return ""
+        machine = self._view.machines.get(machine_id)
+        if machine is None or machine.life != model_view.ALIVE:
+            return ""
+        if machine.is_controller:
+            return f"machine {machine_id} kept: it is a controller"
+        if self._view.get_units_on_machine(machine_id):
+            return f"machine {machine_id} kept: it hosts other units"
+        logger.info("operation %s: removing empty machine %s", op.id, machine_id)
+        deadline = self._in(min(CLEANUP_GRACE, self._get_settings().remove_timeout))
+        try:
+            await self._call(
+                f"destroy machine {machine_id}",
+                lambda: self._backend.destroy_machine(machine_id),
+                deadline,
+            )
+        except backend_mod.NotFoundError:
+            return ""
+        except (DeadlineError, backend_mod.BackendError) as exc:
+            logger.warning("operation %s: cannot remove machine %s: %s", op.id, machine_id, exc)
+            return f"machine {machine_id} kept: {exc}"
+        if not await self._wait_view(lambda v: machine_id not in v.machines, deadline):
+            return f"machine {machine_id} still being removed"
+        return ""
+
+    async def _rollback(self, op: journal_mod.Operation) -> journal_mod.Operation:
+        reason = op.reason or "rolled back"
+        # The ADD may have reached the controller although we never learnt the name.
+        if op.new_unit is None and await self._wait_view(lambda _: True, op.deadline):
+            adopted = policy.find_adopted_unit(self._view, op.service, op.id, op.max_unit_number)
+            if adopted is not None:
+                op = self._journal.update(op, self._now(), new_unit=adopted)
+        new = op.new_unit
+        if new is None:
+            return self._finish(op, journal_mod.ROLLED_BACK, f"{reason}; no unit was added")
+        unit = self._view.get_unit(new)
+        machine_id = op.new_machine or (unit.machine_id if unit is not None else None)
+        if machine_id is not None and machine_id != op.new_machine:
+            op = self._journal.update(op, self._now(), new_machine=machine_id)
+        op, gone = await self._remove_unit(op, new)
+        if not gone:
+            return self._finish(
+                op, journal_mod.FAILED, f"{reason}; new unit {new} could not be removed"
+            )
+        if machine_id is not None:
+            with contextlib.suppress(DeadlineError):
+                await self._cleanup_machine(op, machine_id, self._in(CLEANUP_GRACE))
+        return self._finish(op, journal_mod.ROLLED_BACK, reason)

@@ -1,0 +1,530 @@
+"""Test support: an in-memory JujuBackend on virtual time with fault hooks, feeding a ModelView.
+
+`run_virtual(coro)` runs a coroutine on an event loop whose clock jumps ahead whenever every
+task is waiting, so settle periods and timeouts of minutes take microseconds of real time.
+`virtual_now()` is the matching wall clock for the engine (EPOCH + loop time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import pathlib
+import selectors
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+from whirlwind import backend
+from whirlwind import model as model_view
+from whirlwind import settings as settings_mod
+
+T = TypeVar("T")
+
+EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+
+# Faults for units added by add_unit (one per call, taken from `next_unit_faults`).
+HEALTHY = ""
+HOOK_ERROR = "hook-error"
+PROVISIONING_ERROR = "provisioning-error"
+NEVER_SETTLE = "never-settle"
+LOST = "lost"
+FAULTS = (HEALTHY, HOOK_ERROR, PROVISIONING_ERROR, NEVER_SETTLE, LOST)
+
+
+class DeadlockError(RuntimeError):
+    """Nothing is scheduled and nothing can wake the virtual loop: the test would hang."""
+
+
+class _VirtualSelector(selectors.DefaultSelector):
+    """Polls real file descriptors without blocking and moves virtual time instead of sleeping."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        events = super().select(0)
+        if events:
+            return events
+        if timeout is None:
+            # Only another thread could wake us (call_soon_threadsafe): give it a real moment.
+            events = super().select(2.0)
+            if not events:
+                raise DeadlockError("virtual loop: nothing scheduled and nothing to wait for")
+            return events
+        self.now += max(0.0, timeout)
+        return []
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop whose time() only moves when every task waits (no real sleeping)."""
+
+    def __init__(self) -> None:
+        self._virtual = _VirtualSelector()
+        super().__init__(self._virtual)
+
+    def time(self) -> float:
+        return self._virtual.now
+
+
+def run_virtual(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` to completion on a fresh VirtualTimeLoop."""
+    loop = VirtualTimeLoop()
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def virtual_now() -> datetime.datetime:
+    """Wall clock matching the running loop's time (virtual on VirtualTimeLoop)."""
+    return EPOCH + datetime.timedelta(seconds=asyncio.get_running_loop().time())
+
+
+class SimulatedCrash(BaseException):
+    """Raised by a fault hook to stop the agent abruptly (no Exception handler catches it)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Timings:
+    """Seconds the simulated Juju takes for each transition."""
+
+    provision: float = 5.0
+    install: float = 20.0
+    remove: float = 5.0
+    machine_remove: float = 3.0
+    lost_after: float = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """One call made to the backend."""
+
+    at: float
+    method: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class DestroyRecord:
+    """A unit removal request and how many healthy units its application keeps after it."""
+
+    unit: str
+    application: str
+    healthy_left: int
+    force: bool
+
+
+def _status(current: str, message: str = "") -> dict[str, Any]:
+    return {"current": current, "message": message, "since": "", "version": "", "data": {}}
+
+
+class InMemoryBackend:
+    """A JujuBackend whose Juju is a dict: unit lifecycle on loop time, faults on demand."""
+
+    def __init__(
+        self, *, timings: Timings | None = None, is_controller_model: bool = False
+    ) -> None:
+        self.timings = timings or Timings()
+        self._model = model_view.ModelView()
+        self._model.is_controller_model = is_controller_model
+        self._model.model_name = "test"
+        self._apps: dict[str, dict[str, Any]] = {}
+        self._units: dict[str, dict[str, Any]] = {}
+        self._machines: dict[str, dict[str, Any]] = {}
+        self._annotations: dict[str, dict[str, str]] = {}
+        self._machine_born: dict[str, datetime.datetime] = {}
+        self._next_number: dict[str, int] = {}
+        self._next_machine = 0
+        self._connected = True
+        self._reconnected = asyncio.Event()
+        self._lost: set[str] = set()
+        # Fault hooks.
+        self.next_unit_faults: list[str] = []
+        self.stuck_dying: set[str] = set()
+        self.machines_stay = False
+        self.fail_calls: dict[str, list[backend.BackendError]] = {}
+        self.fail_after_apply: dict[str, list[backend.BackendError]] = {}
+        self.before_call: Callable[[str, tuple[Any, ...]], None] | None = None
+        self.after_call: Callable[[str, tuple[Any, ...]], None] | None = None
+        # What happened.
+        self.calls: list[Call] = []
+        self.added: list[str] = []
+        self.destroyed: list[DestroyRecord] = []
+        self.started = False
+        self._model.synced = True
+
+    # -- JujuBackend -----------------------------------------------------------------------
+
+    @property
+    def model(self) -> model_view.ModelView:
+        """The view fed by this backend's deltas."""
+        return self._model
+
+    @property
+    def connected(self) -> bool:
+        """Whether the simulated connection is up."""
+        return self._connected
+
+    async def start(self) -> None:
+        """Nothing to connect: mark started."""
+        self.started = True
+
+    async def stop(self) -> None:
+        """Mark stopped."""
+        self.started = False
+
+    async def wait_synced(self, timeout: float) -> bool:
+        """True at once when connected, else after a reconnect within `timeout`."""
+        if self._connected:
+            return True
+        try:
+            await asyncio.wait_for(self._reconnected.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return self._connected
+
+    async def add_unit(self, application: str) -> str:
+        """Add a unit on a new machine; its lifecycle follows `timings` and the next fault."""
+        self._enter("add_unit", (application,), {})
+        if application not in self._apps:
+            raise backend.NotFoundError(f'application "{application}" not found')
+        fault = self.next_unit_faults.pop(0) if self.next_unit_faults else HEALTHY
+        name = self._create_unit(application, healthy=False)
+        self.added.append(name)
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.timings.provision, self._provisioned, name, fault)
+        self._leave("add_unit", (application,))
+        return name
+
+    async def destroy_unit(
+        self, unit: str, *, force: bool = False, max_wait: float | None = None
+    ) -> None:
+        """Mark the unit dying; it goes after `timings.remove` (never if stuck, unless forced)."""
+        self._enter("destroy_unit", (unit,), {"force": force, "max_wait": max_wait})
+        info = self._units.get(unit)
+        if info is None:
+            raise backend.NotFoundError(f'unit "{unit}" not found')
+        app = str(info["application"])
+        healthy_left = self._model.count_healthy(app) - (1 if self._model.is_healthy(unit) else 0)
+        self.destroyed.append(DestroyRecord(unit, app, healthy_left, force))
+        if info["life"] == model_view.ALIVE:
+            info["life"] = model_view.DYING
+            self._emit("unit", info)
+        if force or unit not in self.stuck_dying:
+            delay = self.timings.remove if not force else min(self.timings.remove, max_wait or 0)
+            asyncio.get_running_loop().call_later(delay, self._remove_unit, unit)
+        self._leave("destroy_unit", (unit,))
+
+    async def destroy_machine(self, machine_id: str, *, force: bool = False) -> None:
+        """Remove the machine; refused while it hosts units (unless forced)."""
+        self._enter("destroy_machine", (machine_id,), {"force": force})
+        info = self._machines.get(machine_id)
+        if info is None:
+            raise backend.NotFoundError(f'machine "{machine_id}" not found')
+        if self._units_on(machine_id) and not force:
+            raise backend.BackendError(f"machine {machine_id} has units")
+        if info["life"] == model_view.ALIVE:
+            info["life"] = model_view.DYING
+            self._emit("machine", info)
+            asyncio.get_running_loop().call_later(
+                self.timings.machine_remove, self._remove_machine, machine_id
+            )
+        self._leave("destroy_machine", (machine_id,))
+
+    async def set_unit_annotations(self, unit: str, annotations: Mapping[str, str]) -> None:
+        """Set annotations on the unit (an annotation delta follows)."""
+        self._enter("set_unit_annotations", (unit, dict(annotations)), {})
+        if unit not in self._units:
+            raise backend.NotFoundError(f'unit "{unit}" not found')
+        tag = model_view.unit_tag(unit)
+        self._annotations.setdefault(tag, {}).update(annotations)
+        self._emit_annotation(tag)
+        self._leave("set_unit_annotations", (unit,))
+
+    async def get_machine_first_seen(self, machine_id: str) -> datetime.datetime | None:
+        """When the machine was created (its oldest status-history entry)."""
+        self._enter("get_machine_first_seen", (machine_id,), {})
+        return self._machine_born.get(machine_id)
+
+    # -- set-up and fault injection ----------------------------------------------------------
+
+    def add_application(
+        self,
+        name: str,
+        units: int = 3,
+        *,
+        subordinate: bool = False,
+        born: Mapping[int, datetime.datetime] | None = None,
+        machine_born: Mapping[int, datetime.datetime] | None = None,
+    ) -> list[str]:
+        """Create an application with healthy units (usable before the loop runs)."""
+        self._apps[name] = {"name": name, "life": model_view.ALIVE, "subordinate": subordinate}
+        self._emit("application", self._apps[name])
+        names = [self._create_unit(name, healthy=True) for _ in range(units)]
+        for number, when in (born or {}).items():
+            tag = model_view.unit_tag(f"{name}/{number}")
+            self._annotations.setdefault(tag, {})["whirlwind/born"] = when.isoformat()
+            self._emit_annotation(tag)
+        for number, when in (machine_born or {}).items():
+            self._machine_born[str(self._units[f"{name}/{number}"]["machine-id"])] = when
+        return names
+
+    def add_subordinate_unit(self, application: str, principal: str) -> str:
+        """Put a subordinate unit of `application` next to `principal`."""
+        if application not in self._apps:
+            self._apps[application] = {
+                "name": application,
+                "life": model_view.ALIVE,
+                "subordinate": True,
+            }
+            self._emit("application", self._apps[application])
+        number = self._next_number.get(application, 0)
+        self._next_number[application] = number + 1
+        name = f"{application}/{number}"
+        self._units[name] = {
+            "name": name,
+            "application": application,
+            "machine-id": self._units[principal]["machine-id"],
+            "life": model_view.ALIVE,
+            "principal": principal,
+            "subordinate": True,
+            "workload-status": _status("active"),
+            "agent-status": _status("idle"),
+        }
+        self._emit("unit", self._units[name])
+        return name
+
+    def set_controller_machine(self, machine_id: str) -> None:
+        """Give the machine the controller job."""
+        self._machines[machine_id]["jobs"] = ["JobHostUnits", "JobManageModel"]
+        self._emit("machine", self._machines[machine_id])
+
+    def set_unit_status(
+        self, unit: str, workload: str, agent: str = "idle", message: str = ""
+    ) -> None:
+        """Change a unit's workload and agent status."""
+        info = self._units[unit]
+        info["workload-status"] = _status(workload, message)
+        info["agent-status"] = _status(agent)
+        self._emit("unit", info)
+
+    def set_lost(self, unit: str, lost: bool = True) -> None:
+        """Make the unit's agent lost (or back), as a status poll would show."""
+        if lost:
+            self._lost.add(unit)
+        else:
+            self._lost.discard(unit)
+        self._publish_status()
+
+    def disconnect(self, seconds: float | None = None) -> None:
+        """Drop the connection; with `seconds`, reconnect after that long."""
+        self._connected = False
+        self._reconnected = asyncio.Event()
+        if seconds is not None:
+            asyncio.get_running_loop().call_later(seconds, self.reconnect)
+
+    def reconnect(self) -> None:
+        """Reconnect: the view gets a fresh snapshot."""
+        if self._connected:
+            return
+        self._connected = True
+        deltas: list[list[Any]] = []
+        deltas += [["application", "change", dict(a)] for a in self._apps.values()]
+        deltas += [["machine", "change", dict(m)] for m in self._machines.values()]
+        deltas += [["unit", "change", dict(u)] for u in self._units.values()]
+        deltas += [
+            ["annotation", "change", {"tag": t, "annotations": dict(a)}]
+            for t, a in self._annotations.items()
+        ]
+        self._model.apply_deltas(deltas, snapshot=True)
+        self._publish_status()
+        self._reconnected.set()
+
+    def get_live_units(self, application: str) -> list[str]:
+        """Names of the application's units as Juju has them (not the view)."""
+        units = [u for u in self._units.values() if u["application"] == application]
+        return sorted((str(u["name"]) for u in units), key=lambda n: int(n.rsplit("/", 1)[1]))
+
+    def get_machine_ids(self) -> list[str]:
+        """Machines as Juju has them."""
+        return sorted(self._machines, key=int)
+
+    def get_annotations(self, unit: str) -> dict[str, str]:
+        """Annotations Juju keeps for `unit`."""
+        return dict(self._annotations.get(model_view.unit_tag(unit), {}))
+
+    def get_calls(self, method: str) -> list[Call]:
+        """Calls made to `method`, in order."""
+        return [c for c in self.calls if c.method == method]
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _enter(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        loop_time = asyncio.get_running_loop().time()
+        self.calls.append(Call(loop_time, method, args, dict(kwargs)))
+        if self.before_call is not None:
+            self.before_call(method, args)
+        failures = self.fail_calls.get(method)
+        if failures:
+            raise failures.pop(0)
+        if not self._connected:
+            raise backend.NotConnectedError()
+
+    def _leave(self, method: str, args: tuple[Any, ...]) -> None:
+        if self.after_call is not None:
+            self.after_call(method, args)
+        failures = self.fail_after_apply.get(method)
+        if failures:
+            raise failures.pop(0)
+
+    def _emit(self, kind: str, info: Mapping[str, Any]) -> None:
+        if self._connected:
+            self._model.apply_deltas([[kind, "change", dict(info)]])
+
+    def _emit_remove(self, kind: str, info: Mapping[str, Any]) -> None:
+        if self._connected:
+            self._model.apply_deltas([[kind, "remove", dict(info)]])
+
+    def _emit_annotation(self, tag: str) -> None:
+        info = {"tag": tag, "annotations": dict(self._annotations.get(tag, {}))}
+        self._emit("annotation", info)
+
+    def _publish_status(self) -> None:
+        if not self._connected:
+            return
+        applications: dict[str, Any] = {}
+        for name in self._lost:
+            info = self._units.get(name)
+            if info is None:
+                continue
+            app = applications.setdefault(str(info["application"]), {"units": {}})
+            app["units"][name] = {"agent-status": {"status": "lost"}}
+        self._model.apply_full_status({"applications": applications, "machines": {}})
+
+    def _units_on(self, machine_id: str) -> list[str]:
+        return [n for n, u in self._units.items() if u["machine-id"] == machine_id]
+
+    def _create_unit(self, application: str, *, healthy: bool) -> str:
+        number = self._next_number.get(application, 0)
+        self._next_number[application] = number + 1
+        name = f"{application}/{number}"
+        machine_id = str(self._next_machine)
+        self._next_machine += 1
+        self._machines[machine_id] = {
+            "id": machine_id,
+            "life": model_view.ALIVE,
+            "instance-id": f"i-{machine_id}" if healthy else "",
+            "agent-status": _status("started" if healthy else "pending"),
+            "instance-status": _status("running" if healthy else "pending"),
+            "jobs": ["JobHostUnits"],
+        }
+        self._machine_born.setdefault(machine_id, self._clock())
+        self._emit("machine", self._machines[machine_id])
+        self._units[name] = {
+            "name": name,
+            "application": application,
+            "machine-id": machine_id,
+            "life": model_view.ALIVE,
+            "principal": "",
+            "subordinate": False,
+            "workload-status": _status("active" if healthy else "waiting"),
+            "agent-status": _status("idle" if healthy else "allocating"),
+        }
+        self._emit("unit", self._units[name])
+        return name
+
+    def _clock(self) -> datetime.datetime:
+        try:
+            return virtual_now()
+        except RuntimeError:
+            return EPOCH
+
+    def _provisioned(self, name: str, fault: str) -> None:
+        info = self._units.get(name)
+        if info is None or info["life"] != model_view.ALIVE:
+            return
+        machine = self._machines[str(info["machine-id"])]
+        if fault == PROVISIONING_ERROR:
+            machine["instance-status"] = _status("provisioning error", "no matching image")
+            self._emit("machine", machine)
+            return
+        machine["instance-status"] = _status("running")
+        machine["agent-status"] = _status("started")
+        machine["instance-id"] = f"i-{machine['id']}"
+        self._emit("machine", machine)
+        info["workload-status"] = _status("maintenance", "installing")
+        info["agent-status"] = _status("executing")
+        self._emit("unit", info)
+        if fault != NEVER_SETTLE:
+            asyncio.get_running_loop().call_later(
+                self.timings.install, self._installed, name, fault
+            )
+
+    def _installed(self, name: str, fault: str) -> None:
+        info = self._units.get(name)
+        if info is None or info["life"] != model_view.ALIVE:
+            return
+        if fault == HOOK_ERROR:
+            info["workload-status"] = _status("error", 'hook failed: "install"')
+            info["agent-status"] = _status("idle")
+        else:
+            info["workload-status"] = _status("active")
+            info["agent-status"] = _status("idle")
+        self._emit("unit", info)
+        if fault == LOST:
+            asyncio.get_running_loop().call_later(self.timings.lost_after, self.set_lost, name)
+
+    def _remove_unit(self, name: str) -> None:
+        info = self._units.pop(name, None)
+        if info is None:
+            return
+        self._lost.discard(name)
+        tag = model_view.unit_tag(name)
+        self._annotations.pop(tag, None)
+        for sub in [n for n, u in self._units.items() if u.get("principal") == name]:
+            self._remove_unit(sub)
+        self._emit_remove("unit", info)
+        machine_id = str(info["machine-id"])
+        machine = self._machines.get(machine_id)
+        if (
+            machine is not None
+            and not self.machines_stay
+            and not self._units_on(machine_id)
+            and "JobManageModel" not in machine["jobs"]
+        ):
+            asyncio.get_running_loop().call_later(
+                self.timings.machine_remove, self._remove_machine, machine_id
+            )
+
+    def _remove_machine(self, machine_id: str) -> None:
+        if self._units_on(machine_id):
+            return
+        info = self._machines.pop(machine_id, None)
+        if info is not None:
+            self._emit_remove("machine", info)
+
+
+CA_CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def make_settings(state_dir: pathlib.Path, **overrides: Any) -> settings_mod.AgentSettings:
+    """Agent settings for tests: one target `app`, minutes-long timings (virtual time)."""
+    values: dict[str, Any] = {
+        "controller": settings_mod.ControllerSettings(
+            endpoints=("10.0.0.1:17070",), ca_cert=CA_CERT, username="admin", password="s3cret"
+        ),
+        "model_uuid": "11111111-2222-3333-4444-555555555555",
+        "services": ("app",),
+        "interval": 600,
+        "settle_period": 60,
+        "settle_timeout": 600,
+        "remove_timeout": 120,
+        "state_dir": state_dir,
+        "control_socket": state_dir / "control.sock",
+    }
+    values.update(overrides)
+    return settings_mod.AgentSettings(**values)
