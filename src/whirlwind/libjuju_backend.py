@@ -75,7 +75,9 @@ class BackendTimings:
 
     def backoff_delay(self, attempt: int, rng: random.Random) -> float:
         """Delay before connection attempt number `attempt + 1` (0-based), jittered."""
-        base = min(self.backoff_max, self.backoff_initial * self.backoff_multiplier**attempt)
+        # Cap the exponent: a days-long outage must not overflow the float.
+        growth = self.backoff_multiplier ** min(attempt, 64)
+        base = min(self.backoff_max, self.backoff_initial * growth)
         return base * rng.uniform(1.0 - self.backoff_jitter, 1.0)
 
     def max_delay(self, rng: random.Random) -> float:
@@ -269,7 +271,10 @@ class LibjujuBackend:
                 continue
             loop = asyncio.get_running_loop()
             began = loop.time()
-            await self._run_session(session)
+            try:
+                await self._run_session(session)
+            except Exception:  # keep supervising whatever went wrong in one session
+                logger.exception("unexpected error in the controller session")
             if self._stopping:
                 break
             if loop.time() - began >= self._timings.stable_after:
@@ -427,6 +432,8 @@ class LibjujuBackend:
             for task in done:
                 exc = task.exception()
                 reason = exc if exc is not None else _SessionEndedError("task ended")
+                if exc is not None and not isinstance(exc, backend.BackendError):
+                    logger.error("watcher or status poll failed: %r", exc, exc_info=exc)
                 logger.warning("lost the controller connection: %s", reason)
                 self._last_error = backend.NotConnectedError(f"connection lost: {reason}")
         finally:
@@ -588,7 +595,9 @@ class LibjujuBackend:
                         "destroy-storage": False,
                         "force": force,
                         # Integer nanoseconds; Juju only honours it with force.
-                        "max-wait": int(max_wait * 1e9) if force and max_wait else None,
+                        "max-wait": (
+                            int(max_wait * 1e9) if force and max_wait is not None else None
+                        ),
                         "dry-run": False,
                     }
                 ]

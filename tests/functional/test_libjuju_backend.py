@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import random
 import socket
 from collections.abc import Callable
 
@@ -47,6 +48,23 @@ def dead_endpoint() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"127.0.0.1:{port}"
+
+
+# -- backoff -----------------------------------------------------------------------------------
+
+
+def test_backoff_grows_jittered_and_stays_bounded():
+    timings = libjuju_backend.BackendTimings(backoff_initial=1.0, backoff_max=60.0)
+    rng = random.Random(7)
+
+    delays = [timings.backoff_delay(attempt, rng) for attempt in range(8)]
+    after_days = timings.backoff_delay(100_000, rng)
+
+    for attempt, delay in enumerate(delays):
+        ceiling = min(60.0, 2.0**attempt)
+        assert 0.75 * ceiling <= delay <= ceiling
+    assert 45.0 <= after_days <= 60.0
+    assert 45.0 <= timings.max_delay(rng) <= 60.0
 
 
 # -- connecting --------------------------------------------------------------------------------
@@ -350,6 +368,23 @@ async def test_hanging_call_hits_its_deadline_and_connection_stays_usable(
     assert hung.value.transient
     assert 0.3 <= elapsed < 1.0
     assert juju.connected
+
+
+async def test_call_in_flight_when_connection_drops_fails_fast(
+    fake_juju: fake_server.FakeJujuController, backend_factory: conftest.BackendFactory
+):
+    juju = await started(backend_factory, fake_juju)
+    fake_juju.set_latency(30.0, "Application", "AddUnits")
+    call = asyncio.create_task(juju.add_unit(APP))
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+
+    await fake_juju.drop_connections("abrupt")
+
+    with pytest.raises(backend.NotConnectedError, match=r"Application\.AddUnits"):
+        await call
+    assert loop.time() - began < 0.5
 
 
 # -- connection loss ---------------------------------------------------------------------------
