@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 from juju import model as juju_model
+from juju.client import connection as juju_connection
 
 from tests.fakejuju import server as server_mod
 
@@ -31,3 +32,14 @@ async def wait_until(
             await asyncio.sleep(interval)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+async def connect(
+    controller: server_mod.FakeJujuController, timeout: float = 10.0, **overrides: object
+) -> juju_connection.Connection:
+    """Open libjuju's low-level model Connection with no retries."""
+    kwargs: dict[str, object] = {**controller.connect_kwargs(), **overrides}
+    return await asyncio.wait_for(
+        juju_connection.Connection.connect(**kwargs, retries=0, retry_backoff=0),  # type: ignore[arg-type]
+        timeout,
+    )

@@ -402,9 +402,9 @@ class ModelState:
         old = self.machines.get(machine.id)
         self.machines[machine.id] = machine
         if history:
-            if old is None or old.instance != machine.instance:
+            if old is None or _changed(old.instance, machine.instance):
                 self._record(machine.tag, "machine", machine.instance, machine.life)
-            if old is None or old.agent != machine.agent:
+            if old is None or _changed(old.agent, machine.agent):
                 self._record(machine.tag, "juju-machine", machine.agent, machine.life)
         self._notify("machine", machine.id, "change", self.machine_info(machine))
 
@@ -419,9 +419,9 @@ class ModelState:
         old = self.units.get(unit.name)
         self.units[unit.name] = unit
         if history:
-            if old is None or old.workload != unit.workload:
+            if old is None or _changed(old.workload, unit.workload):
                 self._record(unit.tag, "workload", unit.workload, unit.life)
-            if old is None or old.agent != unit.agent:
+            if old is None or _changed(old.agent, unit.agent):
                 self._record(unit.tag, "juju-unit", unit.agent, unit.life)
         self._notify("unit", unit.name, "change", self.unit_info(unit))
         self._notify_application(unit.application)
@@ -470,6 +470,10 @@ class ModelState:
     def units_on(self, machine_id: str) -> list[Unit]:
         """Return the units placed on a machine."""
         return [u for u in self.units.values() if u.machine_id == machine_id]
+
+
+def _changed(old: Status, new: Status) -> bool:
+    return (old.current, old.message) != (new.current, new.message)
 
 
 def _rank(status: str) -> int:

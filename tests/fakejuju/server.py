@@ -498,6 +498,12 @@ class FakeJujuController:
                 call.facade, call.version, call.method, message.get("params") or {}
             ):
                 self._violation(problem)
+        record = CallRecord(
+            call.facade, call.version, call.method, self.clock.now(), session.id, None
+        )
+        index = len(self.calls)
+        self.calls.append(record)
+        self._call_event.set()
         delay = max(
             self.latency.get(key, 0.0)
             for key in ("*.*", f"{call.facade}.*", f"{call.facade}.{call.method}")
@@ -517,17 +523,9 @@ class FakeJujuController:
             response = await handler(self, session, call)
         except protocol_mod.RpcError as exc:
             error = exc
-        self.calls.append(
-            CallRecord(
-                call.facade,
-                call.version,
-                call.method,
-                self.clock.now(),
-                session.id,
-                error.code if error else None,
-            )
-        )
-        self._call_event.set()
+        if error is not None:
+            # Recorded on arrival (long polls must be visible); the outcome is filled in here.
+            self.calls[index] = dataclasses.replace(record, error_code=error.code)
         if error is not None:
             reply: dict[str, Any] = {
                 "request-id": request_id,

@@ -1,0 +1,87 @@
+"""Run the fake controller: python -m tests.fakejuju --app NAME=N [--step-delay S]."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import re
+import signal
+import sys
+from typing import NoReturn
+
+from tests.fakejuju import server as server_mod
+
+_APP_RE = re.compile(r"^([a-z][a-z0-9-]*)=(\d+)$")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """Print one line on stderr and exit 2."""
+        sys.stderr.write(f"fakejuju: error: {message}\n")
+        sys.exit(2)
+
+
+def _app(value: str) -> tuple[str, int]:
+    match = _APP_RE.match(value)
+    if not match:
+        raise argparse.ArgumentTypeError(f"--app expects NAME=COUNT, got {value!r}")
+    return match.group(1), int(match.group(2))
+
+
+def _delay(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--step-delay expects seconds, got {value!r}") from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError("--step-delay must not be negative")
+    return seconds
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse the command line (exit 2 with one stderr line on error)."""
+    parser = _Parser(prog="python -m tests.fakejuju", description=__doc__)
+    parser.add_argument("--app", type=_app, action="append", default=[], metavar="NAME=N")
+    parser.add_argument("--step-delay", type=_delay, default=0.5, metavar="SECONDS")
+    parser.add_argument("--username", default="admin")
+    parser.add_argument("--password", default=None)
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    names = [name for name, _ in args.app]
+    if len(set(names)) != len(names):
+        parser.error("--app names must be unique")
+    return args
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Start the controller, print its JSON line, serve until SIGTERM/SIGINT."""
+    controller = server_mod.FakeJujuController(
+        dict(args.app),
+        step_delay=args.step_delay,
+        realtime=True,
+        username=args.username,
+        password=args.password,
+    )
+    await controller.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    sys.stdout.write(json.dumps(controller.info()) + "\n")
+    sys.stdout.flush()
+    await stopping.wait()
+    await controller.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The command-line entry point, run as a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+from juju.client import connection as juju_connection
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _http(url: str, body: dict | None = None) -> tuple[int, object]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+async def _login_and_close(info: dict) -> None:
+    conn = await asyncio.wait_for(
+        juju_connection.Connection.connect(
+            info["endpoint"], info["model-uuid"], info["username"], info["password"],
+            info["ca-cert"], retries=0,
+        ),
+        10,
+    )  # fmt: skip
+    await asyncio.wait_for(conn.close(), 5)
+
+
+def test_cli_serves_state_faults_and_calls_then_exits_cleanly_on_sigterm():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakejuju", "--app", "x=2", "--step-delay", "0.01"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        admin = info["admin-url"]
+
+        status, state = _http(admin + "/state")
+        bad_status, bad = _http(admin + "/fault", {"fault": "lose-unit"})
+        fault_status, _ = _http(admin + "/fault", {"fault": "lose-unit", "unit": "x/1"})
+        _, after = _http(admin + "/state")
+        asyncio.run(_login_and_close(info))
+        calls_status, calls = _http(admin + "/calls")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=10)
+
+    assert set(info) == {"endpoint", "model-uuid", "username", "password", "ca-cert", "admin-url"}
+    assert info["ca-cert"].startswith("-----BEGIN CERTIFICATE-----")
+    assert status == 200
+    assert isinstance(state, dict)
+    assert sorted(state["units"]) == ["x/0", "x/1"]
+    assert bad_status == 400
+    assert isinstance(bad, dict)
+    assert "unit" in bad["error"]
+    assert fault_status == 200
+    assert isinstance(after, dict)
+    assert after["units"]["x/1"]["agent-lost"] is True
+    assert calls_status == 200
+    assert isinstance(calls, list)
+    assert [(c["facade"], c["version"], c["method"]) for c in calls[:2]] == [
+        ("Admin", 3, "Login"),
+        ("Pinger", 1, "Ping"),
+    ]
+    assert proc.returncode == 0
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("argv", [["--app", "x"], ["--step-delay", "-1"], ["--bogus"]])
+def test_cli_rejects_bad_arguments_with_one_line(argv: list[str]):
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.fakejuju", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
