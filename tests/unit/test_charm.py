@@ -1,0 +1,519 @@
+"""Charm hooks, reconcile and status with ops.testing; the workload and agent are faked."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ops
+import pytest
+from ops import testing
+
+import charm
+import workload
+from tests.unit.conftest import (
+    CA_CERT,
+    MODEL_UUID,
+    OTHER_CA_CERT,
+    PASSWORD,
+    FakeControlClient,
+    FakeWorkload,
+    agent_status,
+    credentials_secret,
+    leader_state,
+    peer_relation,
+    provider_relation,
+)
+from whirlwind import control, settings
+
+MISSING = (
+    "Missing controller credentials: integrate with a credentials provider "
+    "or set credentials=secret:<id> (juju config whirlwind ...)"
+)
+
+
+def test_leader_renders_settings_and_starts_the_agent(
+    ctx: testing.Context, fake_workload: FakeWorkload
+):
+    out = ctx.run(ctx.on.config_changed(), leader_state())
+
+    assert out.unit_status == testing.ActiveStatus("Watching wsgi-example; every 10m")
+    assert fake_workload.calls == ["configure", "ensure_running"]
+    assert fake_workload.running
+    rendered = fake_workload.settings
+    assert rendered is not None
+    assert rendered.model_uuid == MODEL_UUID
+    assert rendered.own_application == "whirlwind"
+    assert rendered.services == ("wsgi-example",)
+    assert rendered.paused is False
+    assert rendered.state_dir == workload.WorkloadPaths().state_dir
+    assert rendered.control_socket == workload.CONTROL_SOCKET
+    assert rendered.log_level == "INFO"
+    # The user secret has no endpoints or CA: both come from this unit's agent.conf.
+    assert rendered.controller.endpoints == ("10.0.0.1:17070",)
+    assert rendered.controller.ca_cert == CA_CERT
+    assert rendered.controller.username == "whirlwind"
+    assert rendered.controller.password == PASSWORD
+
+
+def test_every_option_reaches_the_settings(ctx: testing.Context, fake_workload: FakeWorkload):
+    config = {
+        "interval": 90,
+        "services": "a-app, b-app c-app",
+        "settle-period": 5,
+        "settle-timeout": 100,
+        "remove-timeout": 50,
+        "dry-run": True,
+        "log-level": "debug",
+    }
+
+    ctx.run(ctx.on.config_changed(), leader_state(config=config))
+
+    rendered = fake_workload.settings
+    assert rendered is not None
+    assert (rendered.interval, rendered.settle_period) == (90, 5)
+    assert (rendered.settle_timeout, rendered.remove_timeout) == (100, 50)
+    assert rendered.services == ("a-app", "b-app", "c-app")
+    assert rendered.dry_run is True
+    assert rendered.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"interval": 0}, "Invalid config: interval must be greater than 0, got 0"),
+        ({"settle-timeout": -1}, "Invalid config: settle-timeout must be greater than 0, got -1"),
+        ({"remove-timeout": 0}, "Invalid config: remove-timeout must be greater than 0, got 0"),
+        ({"settle-period": -5}, "Invalid config: settle-period must be 0 or more, got -5"),
+        (
+            {"settle-period": 600, "settle-timeout": 600},
+            "Invalid config: settle-period (600) must be shorter than settle-timeout (600)",
+        ),
+        (
+            {"log-level": "chatty"},
+            "Invalid config: log-level must be one of debug, info, warning, error, got 'chatty'",
+        ),
+        (
+            {"services": "good, Bad_Name"},
+            "Invalid config: services: 'Bad_Name' is not a valid application name",
+        ),
+    ],
+)
+def test_invalid_config_blocks_and_stops_the_agent(
+    ctx: testing.Context, fake_workload: FakeWorkload, config: dict[str, Any], message: str
+):
+    fake_workload.running = True
+
+    out = ctx.run(ctx.on.config_changed(), leader_state(config=config))
+
+    assert out.unit_status == testing.BlockedStatus(message)
+    assert fake_workload.calls == ["stop_and_disable", "remove_credentials"]
+    assert not fake_workload.running
+
+
+def test_invalid_config_blocks_non_leaders_too(ctx: testing.Context):
+    out = ctx.run(ctx.on.config_changed(), leader_state(leader=False, config={"interval": -1}))
+
+    assert out.unit_status == testing.BlockedStatus(
+        "Invalid config: interval must be greater than 0, got -1"
+    )
+
+
+def test_missing_credentials_tells_the_operator_how_to_provide_them(
+    ctx: testing.Context, fake_workload: FakeWorkload
+):
+    state = testing.State(leader=True, config={"services": "x"}, relations=[peer_relation()])
+
+    out = ctx.run(ctx.on.install(), state)
+
+    assert out.unit_status == testing.BlockedStatus(MISSING)
+    assert "configure" not in fake_workload.calls
+
+
+def test_config_secret_not_granted_blocks_naming_the_option(
+    ctx: testing.Context, fake_workload: FakeWorkload
+):
+    state = testing.State(
+        leader=True, config={"credentials": "secret:cv0aaaaaaaaaaaaaaaaa"}, relations=[]
+    )
+
+    out = ctx.run(ctx.on.config_changed(), state)
+
+    assert out.unit_status == testing.BlockedStatus(
+        "Invalid config: credentials: cannot read secret:cv0aaaaaaaaaaaaaaaaa; "
+        "run juju grant-secret <secret> whirlwind"
+    )
+    assert "configure" not in fake_workload.calls
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"password": ""}, "Invalid config: credentials: secret has no 'password'"),
+        (
+            {"endpoints": "nowhere"},
+            "Invalid config: credentials: endpoints: 'nowhere' is not host:port",
+        ),
+        ({"ca-cert": "junk"}, "Invalid config: credentials: ca-cert: not a PEM certificate"),
+    ],
+)
+def test_invalid_config_secret_content_blocks(
+    ctx: testing.Context, content: dict[str, str], message: str
+):
+    out = ctx.run(ctx.on.config_changed(), leader_state(secret=credentials_secret(**content)))
+
+    assert out.unit_status == testing.BlockedStatus(message)
+
+
+def test_config_secret_endpoints_and_ca_override_agent_conf(
+    ctx: testing.Context, fake_workload: FakeWorkload
+):
+    secret = credentials_secret(endpoints="10.9.9.9:17070", **{"ca-cert": OTHER_CA_CERT})
+
+    ctx.run(ctx.on.config_changed(), leader_state(secret=secret))
+
+    assert fake_workload.settings is not None
+    assert fake_workload.settings.controller.endpoints == ("10.9.9.9:17070",)
+    assert fake_workload.settings.controller.ca_cert == OTHER_CA_CERT
+
+
+@pytest.mark.parametrize("missing", ["endpoints", "ca-cert"])
+def test_no_endpoints_or_ca_anywhere_blocks(
+    ctx: testing.Context, fake_workload: FakeWorkload, missing: str
+):
+    fake_workload.agent_info = (
+        workload.AgentControllerInfo((), CA_CERT)
+        if missing == "endpoints"
+        else workload.AgentControllerInfo(("10.0.0.1:17070",), None)
+    )
+
+    out = ctx.run(ctx.on.config_changed(), leader_state())
+
+    assert out.unit_status == testing.BlockedStatus(
+        f"Missing controller {missing}: not in the credentials and not readable "
+        "from this unit's agent.conf; add it to the credentials"
+    )
+
+
+def test_agent_conf_with_a_bad_address_blocks(ctx: testing.Context, fake_workload: FakeWorkload):
+    fake_workload.agent_info = workload.AgentControllerInfo(("no-port",), CA_CERT)
+
+    out = ctx.run(ctx.on.config_changed(), leader_state())
+
+    assert out.unit_status == testing.BlockedStatus(
+        "Invalid controller credentials: endpoints: 'no-port' is not host:port"
+    )
+
+
+def test_relation_credentials_win_over_the_config_secret(
+    ctx: testing.Context, fake_workload: FakeWorkload
+):
+    password = testing.Secret(tracked_content={"password": "from-the-relation"})
+    state = leader_state(
+        relations=[peer_relation(), provider_relation(password)], secrets=[password]
+    )
+
+    out = ctx.run(ctx.on.relation_changed(state.get_relations("controller")[0]), state)
+
+    assert out.unit_status == testing.ActiveStatus("Watching wsgi-example; every 10m")
+    assert fake_workload.settings is not None
+    assert fake_workload.settings.controller.password == "from-the-relation"
+    assert fake_workload.settings.controller.endpoints == ("10.1.1.1:17070",)
+    assert fake_workload.settings.controller.ca_cert == OTHER_CA_CERT
+
+
+def test_relation_without_data_is_waiting(ctx: testing.Context, fake_workload: FakeWorkload):
+    relation = testing.Relation("controller", remote_app_name="credentials-provider")
+    state = testing.State(leader=True, relations=[peer_relation(), relation])
+
+    out = ctx.run(ctx.on.relation_changed(relation), state)
+
+    assert out.unit_status == testing.WaitingStatus(
+        "Waiting for credentials from credentials-provider"
+    )
+    assert "configure" not in fake_workload.calls
+
+
+def test_relation_secret_not_granted_yet_is_waiting(ctx: testing.Context):
+    relation = provider_relation(None, **{"secret-id": "secret:cv0bbbbbbbbbbbbbbbbb"})
+    state = testing.State(leader=True, relations=[peer_relation(), relation])
+
+    out = ctx.run(ctx.on.relation_changed(relation), state)
+
+    assert out.unit_status == testing.WaitingStatus(
+        "Waiting for credentials-provider to grant the credentials secret"
+    )
+
+
+def test_relation_with_a_bad_endpoint_blocks(ctx: testing.Context):
+    password = testing.Secret(tracked_content={"password": PASSWORD})
+    relation = provider_relation(password, endpoints="10.1.1.1")
+    state = testing.State(leader=True, relations=[peer_relation(), relation], secrets=[password])
+
+    out = ctx.run(ctx.on.relation_changed(relation), state)
+
+    assert out.unit_status == testing.BlockedStatus(
+        "Invalid controller credentials: credentials-provider: endpoints: "
+        "'10.1.1.1' is not host:port"
+    )
+
+
+def test_relation_broken_falls_back_to_the_config_secret(
+    ctx: testing.Context, fake_workload: FakeWorkload
+):
+    password = testing.Secret(tracked_content={"password": "from-the-relation"})
+    relation = provider_relation(password)
+    state = leader_state(relations=[peer_relation(), relation], secrets=[password])
+
+    ctx.run(ctx.on.relation_broken(relation), state)
+
+    assert fake_workload.settings is not None
+    assert fake_workload.settings.controller.password == PASSWORD
+
+
+def test_relation_broken_without_fallback_stops_the_agent(
+    ctx: testing.Context, fake_workload: FakeWorkload
+):
+    password = testing.Secret(tracked_content={"password": PASSWORD})
+    relation = provider_relation(password)
+    state = testing.State(leader=True, relations=[peer_relation(), relation], secrets=[password])
+    fake_workload.running = True
+    fake_workload.credentials_present = True
+
+    out = ctx.run(ctx.on.relation_broken(relation), state)
+
+    assert out.unit_status == testing.BlockedStatus(MISSING)
+    assert not fake_workload.running
+    assert not fake_workload.credentials_present
+
+
+def test_secret_changed_renders_the_new_password(
+    ctx: testing.Context, fake_workload: FakeWorkload
+):
+    secret = testing.Secret(
+        tracked_content={"username": "whirlwind", "password": "old"},
+        latest_content={"username": "whirlwind", "password": PASSWORD},
+    )
+    fake_workload.running = True
+    fake_workload.changed = workload.Changed(settings=True)
+
+    ctx.run(ctx.on.secret_changed(secret), leader_state(secret=secret))
+
+    assert fake_workload.settings is not None
+    assert fake_workload.settings.controller.password == PASSWORD
+    assert fake_workload.restarts == [False]
+
+
+def test_non_leader_stands_by(ctx: testing.Context, fake_workload: FakeWorkload):
+    fake_workload.running = True
+    fake_workload.credentials_present = True
+
+    out = ctx.run(ctx.on.config_changed(), leader_state(leader=False))
+
+    assert out.unit_status == testing.ActiveStatus("Standby: the leader's agent is active")
+    assert fake_workload.calls == ["stop_and_disable", "remove_credentials"]
+    assert not fake_workload.running
+    assert not fake_workload.credentials_present
+
+
+def test_leader_records_itself_in_the_peer_databag(ctx: testing.Context):
+    out = ctx.run(ctx.on.leader_elected(), leader_state(relations=[peer_relation(leader="x/9")]))
+
+    assert out.get_relations("whirlwind-peers")[0].local_app_data["leader"] == "whirlwind/0"
+
+
+def test_losing_leadership_stops_the_agent_when_the_new_leader_speaks(
+    ctx: testing.Context, fake_workload: FakeWorkload
+):
+    fake_workload.running = True
+    peer = peer_relation(leader="whirlwind/1")
+
+    state = leader_state(leader=False, relations=[peer])
+
+    out = ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
+
+    assert not fake_workload.running
+    assert out.unit_status == testing.ActiveStatus("Standby: the leader's agent is active")
+
+
+def test_pause_state_from_the_peer_databag_is_rendered(
+    ctx: testing.Context, fake_workload: FakeWorkload, fake_client: FakeControlClient
+):
+    peer = peer_relation(paused="true", **{"paused-since": "2026-11-22T10:00:00+00:00"})
+    fake_client.status_reply = agent_status(paused=True, **{"paused-since": None})
+
+    out = ctx.run(ctx.on.leader_elected(), leader_state(relations=[peer]))
+
+    assert fake_workload.settings is not None
+    assert fake_workload.settings.paused is True
+    assert out.unit_status == testing.ActiveStatus("Paused since 2026-11-22 10:00 UTC")
+
+
+def test_upgrade_restarts_the_agent(ctx: testing.Context, fake_workload: FakeWorkload):
+    fake_workload.running = True
+    fake_workload.changed = workload.Changed()
+
+    ctx.run(ctx.on.upgrade_charm(), leader_state())
+
+    assert fake_workload.restarts == [True]
+
+
+def test_other_hooks_do_not_restart(ctx: testing.Context, fake_workload: FakeWorkload):
+    fake_workload.running = True
+    fake_workload.changed = workload.Changed()
+
+    ctx.run(ctx.on.update_status(), leader_state())
+
+    assert fake_workload.restarts == [False]
+
+
+def test_remove_cleans_up(ctx: testing.Context, fake_workload: FakeWorkload):
+    fake_workload.running = True
+
+    ctx.run(ctx.on.remove(), leader_state())
+
+    assert fake_workload.calls == ["remove"]
+    assert not fake_workload.running
+
+
+def test_a_failed_start_is_maintenance_not_a_hook_error(
+    ctx: testing.Context, fake_workload: FakeWorkload, caplog: pytest.LogCaptureFixture
+):
+    fake_workload.start_error = "cannot start whirlwind-agent: start-limit-hit"
+
+    out = ctx.run(ctx.on.config_changed(), leader_state())
+
+    assert out.unit_status == testing.MaintenanceStatus(
+        "Agent not running yet (see journalctl -u whirlwind-agent)"
+    )
+    assert "start-limit-hit" in caplog.text
+
+
+def test_status_degrades_when_the_agent_does_not_answer(
+    ctx: testing.Context, fake_client: FakeControlClient
+):
+    fake_client.errors["status"] = control.AgentUnavailableError("the agent did not answer")
+
+    out = ctx.run(ctx.on.update_status(), leader_state())
+
+    assert out.unit_status == testing.ActiveStatus(
+        "Watching wsgi-example; every 10m; agent not answering"
+    )
+    assert fake_client.timeouts[-1] == charm.STATUS_TIMEOUT
+    assert [c for c, _ in fake_client.calls] == ["status"]
+
+
+def test_status_while_the_agent_connects(ctx: testing.Context, fake_client: FakeControlClient):
+    fake_client.status_reply = agent_status(connected=False)
+
+    out = ctx.run(ctx.on.update_status(), leader_state())
+
+    assert out.unit_status == testing.WaitingStatus("Agent connecting to the controller")
+
+
+def config_of(**options: Any) -> charm.WhirlwindConfig:
+    return charm.WhirlwindConfig(**options)
+
+
+@pytest.mark.parametrize(
+    ("config", "pause", "agent", "expected"),
+    [
+        (config_of(services="wsgi-example"), charm.PauseState(), agent_status(),
+         ops.ActiveStatus("Watching wsgi-example; every 10m")),
+        (config_of(services="a, b", interval=90), charm.PauseState(), agent_status(),
+         ops.ActiveStatus("Watching a, b; every 1m30s")),
+        (config_of(services="wsgi-example", interval=3600), charm.PauseState(),
+         agent_status(**{"dry-run": True}),
+         ops.ActiveStatus("Dry-run: watching wsgi-example; every 1h")),
+        (config_of(services="wsgi-example"), charm.PauseState(),
+         agent_status(paused=True, **{"paused-since": "2026-11-22T11:00:00+01:00"}),
+         ops.ActiveStatus("Paused since 2026-11-22 10:00 UTC")),
+        (config_of(services="wsgi-example"), charm.PauseState(True, None),
+         agent_status(paused=True), ops.ActiveStatus("Paused")),
+        (config_of(services="wsgi-example"), charm.PauseState(),
+         agent_status(**{"in-flight": {"id": "op-1", "service": "wsgi-example",
+                                       "old-unit": "wsgi-example/3", "new-unit": None,
+                                       "step": "settle", "started": "x"}}),
+         ops.ActiveStatus("Replacing wsgi-example/3 (settle)")),
+        (config_of(), charm.PauseState(), agent_status(services=[]),
+         ops.ActiveStatus("No services configured (set services=...)")),
+        (config_of(services="wsgi-example foo"), charm.PauseState(),
+         agent_status(**{"unknown-services": ["foo"]}),
+         ops.ActiveStatus("Watching wsgi-example; every 10m; unknown: foo")),
+        (config_of(services="foo"), charm.PauseState(),
+         agent_status(**{"unknown-services": ["foo"]}), ops.ActiveStatus("Unknown: foo")),
+        (config_of(services="x"), charm.PauseState(),
+         agent_status(**{"blocked-services": {"x": "3 failures"}}),
+         ops.ActiveStatus("Watching x; every 10m; blocked on repeated failures of x")),
+        (config_of(services="x", dry_run=True), charm.PauseState(True, "2026-01-02T03:04:05Z"),
+         None,
+         ops.ActiveStatus("Dry-run: paused since 2026-01-02 03:04 UTC; agent not answering")),
+        (config_of(services="x"), charm.PauseState(), agent_status(connected=False),
+         ops.WaitingStatus("Agent connecting to the controller")),
+    ],
+)  # fmt: skip
+def test_describe_status(
+    config: charm.WhirlwindConfig,
+    pause: charm.PauseState,
+    agent: dict[str, Any] | None,
+    expected: ops.StatusBase,
+):
+    assert charm.describe_status(config, pause, agent) == expected
+
+
+def test_status_reports_unknown_services_from_the_agent(
+    ctx: testing.Context, fake_client: FakeControlClient
+):
+    fake_client.status_reply = agent_status(**{"unknown-services": ["nope"]})
+
+    out = ctx.run(ctx.on.config_changed(), leader_state(config={"services": "wsgi-example nope"}))
+
+    assert out.unit_status == testing.ActiveStatus(
+        "Watching wsgi-example; every 10m; unknown: nope"
+    )
+
+
+class TestSecretsNeverLeak:
+    """The password never reaches logs, status, juju-log or the settings file."""
+
+    @pytest.mark.parametrize(
+        "event",
+        ["install", "config_changed", "upgrade_charm", "update_status", "leader_elected"],
+    )
+    def test_hooks(
+        self,
+        ctx: testing.Context,
+        fake_workload: FakeWorkload,
+        caplog: pytest.LogCaptureFixture,
+        event: str,
+    ):
+        caplog.set_level(logging.DEBUG)
+
+        out = ctx.run(getattr(ctx.on, event)(), leader_state())
+
+        assert fake_workload.settings is not None
+        rendered = settings.dump_settings(
+            fake_workload.settings, password_file=workload.WorkloadPaths().credentials_file
+        )
+        assert PASSWORD not in rendered
+        assert PASSWORD not in repr(fake_workload.settings)
+        assert PASSWORD not in caplog.text
+        assert all(PASSWORD not in line.message for line in ctx.juju_log)
+        assert PASSWORD not in out.unit_status.message
+        assert all(PASSWORD not in str(s) for s in ctx.unit_status_history)
+
+    @pytest.mark.parametrize(
+        "content",
+        [{"endpoints": "bad"}, {"ca-cert": "bad"}, {"username": ""}],
+    )
+    def test_invalid_credentials(
+        self, ctx: testing.Context, caplog: pytest.LogCaptureFixture, content: dict[str, str]
+    ):
+        caplog.set_level(logging.DEBUG)
+
+        out = ctx.run(ctx.on.config_changed(), leader_state(secret=credentials_secret(**content)))
+
+        assert out.unit_status.name == "blocked"
+        assert PASSWORD not in out.unit_status.message
+        assert PASSWORD not in caplog.text
+        assert all(PASSWORD not in line.message for line in ctx.juju_log)

@@ -1,0 +1,351 @@
+"""The pause, resume and replace-now actions with ops.testing and a fake control client."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from ops import testing
+
+import charm
+from tests.unit.conftest import (
+    PASSWORD,
+    FakeControlClient,
+    FakeWorkload,
+    leader_state,
+    peer_relation,
+)
+from whirlwind import control
+
+SINCE = "2026-11-22T10:00:00+00:00"
+FINISHED = {
+    "id": "op-7",
+    "trigger": "replace-now",
+    "service": "wsgi-example",
+    "old-unit": "wsgi-example/3",
+    "new-unit": "wsgi-example/7",
+    "result": "ok",
+    "reason": None,
+    "started": "2026-11-22T10:00:00+00:00",
+    "finished": "2026-11-22T10:05:00+00:00",
+    "duration": 300.5,
+}
+
+
+def peer_data(state: testing.State) -> dict[str, str]:
+    return dict(state.get_relations("whirlwind-peers")[0].local_app_data)
+
+
+class TestPause:
+    def test_pause_persists_rerenders_and_tells_the_agent(
+        self, ctx: testing.Context, fake_workload: FakeWorkload, fake_client: FakeControlClient
+    ):
+        fake_workload.running = True
+
+        out = ctx.run(ctx.on.action("pause"), leader_state())
+
+        data = peer_data(out)
+        assert data["paused"] == "true"
+        assert data["paused-since"].endswith("+00:00")
+        assert fake_workload.settings is not None
+        assert fake_workload.settings.paused is True
+        assert ("pause", None) in fake_client.calls
+        assert ctx.action_results == {
+            "paused": "true",
+            "changed": "true",
+            "paused-since": data["paused-since"],
+            "message": f"paused since {data['paused-since']}",
+        }
+        assert "paused in the charm state" in ctx.action_logs
+        assert "agent paused" in ctx.action_logs
+
+    def test_pause_twice_changes_nothing(
+        self, ctx: testing.Context, fake_workload: FakeWorkload, fake_client: FakeControlClient
+    ):
+        fake_client.paused = True
+        peer = peer_relation(paused="true", **{"paused-since": SINCE})
+
+        out = ctx.run(ctx.on.action("pause"), leader_state(relations=[peer]))
+
+        assert peer_data(out)["paused-since"] == SINCE
+        assert ctx.action_results is not None
+        assert ctx.action_results["changed"] == "false"
+        assert ctx.action_results["message"] == f"already paused since {SINCE}"
+        assert "already paused" in ctx.action_logs
+
+    def test_pause_reports_a_change_the_agent_made(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        # The databag said paused, but the agent was not (for example, it had just started).
+        peer = peer_relation(paused="true", **{"paused-since": SINCE})
+
+        ctx.run(ctx.on.action("pause"), leader_state(relations=[peer]))
+
+        assert ctx.action_results is not None
+        assert ctx.action_results["changed"] == "true"
+
+    def test_pause_without_a_running_agent_still_persists(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        fake_client.errors["pause"] = control.AgentUnavailableError("the agent is not running")
+
+        out = ctx.run(ctx.on.action("pause"), leader_state())
+
+        assert peer_data(out)["paused"] == "true"
+        assert ctx.action_results is not None
+        assert ctx.action_results["paused"] == "true"
+        assert any("agent not reached" in line for line in ctx.action_logs)
+
+    def test_pause_when_the_agent_refuses_still_persists(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        fake_client.errors["pause"] = control.ControlError(control.NOT_READY, "starting up")
+
+        out = ctx.run(ctx.on.action("pause"), leader_state())
+
+        assert peer_data(out)["paused"] == "true"
+        assert "agent did not confirm (not-ready): starting up" in ctx.action_logs
+
+    def test_resume(
+        self, ctx: testing.Context, fake_workload: FakeWorkload, fake_client: FakeControlClient
+    ):
+        fake_client.paused = True
+        peer = peer_relation(paused="true", **{"paused-since": SINCE})
+
+        out = ctx.run(ctx.on.action("resume"), leader_state(relations=[peer]))
+
+        data = peer_data(out)
+        assert data["paused"] == "false"
+        assert "paused-since" not in data
+        assert fake_workload.settings is not None
+        assert fake_workload.settings.paused is False
+        assert ("resume", None) in fake_client.calls
+        assert ctx.action_results == {
+            "paused": "false",
+            "changed": "true",
+            "paused-since": "",
+            "message": "resumed",
+        }
+
+    def test_resume_when_not_paused(self, ctx: testing.Context):
+        ctx.run(ctx.on.action("resume"), leader_state())
+
+        assert ctx.action_results is not None
+        assert ctx.action_results["changed"] == "false"
+        assert ctx.action_results["message"] == "already running (not paused)"
+
+    @pytest.mark.parametrize("action", ["pause", "resume"])
+    def test_non_leader_is_told_where_the_leader_is(
+        self, ctx: testing.Context, fake_client: FakeControlClient, action: str
+    ):
+        state = leader_state(leader=False, relations=[peer_relation(leader="whirlwind/2")])
+
+        with pytest.raises(testing.ActionFailed) as failure:
+            ctx.run(ctx.on.action(action), state)
+
+        assert failure.value.message == "Not the leader: run it on the leader unit (whirlwind/2)"
+        assert isinstance(failure.value.state, testing.State)
+        assert peer_data(failure.value.state) == {"leader": "whirlwind/2"}
+        assert fake_client.calls == []
+
+    def test_non_leader_without_a_known_leader(self, ctx: testing.Context):
+        with pytest.raises(testing.ActionFailed, match=r"run it on the leader unit$"):
+            ctx.run(ctx.on.action("pause"), leader_state(leader=False))
+
+    def test_pause_before_the_peer_relation_exists(self, ctx: testing.Context):
+        with pytest.raises(testing.ActionFailed, match="peer relation is not set up yet"):
+            ctx.run(ctx.on.action("pause"), leader_state(relations=[]))
+
+    def test_pause_survives_a_leader_change(
+        self, ctx: testing.Context, fake_workload: FakeWorkload
+    ):
+        first = ctx.run(ctx.on.action("pause"), leader_state())
+        peer = first.get_relations("whirlwind-peers")[0]
+        # Another unit becomes leader with the same app databag.
+        new_leader = leader_state(relations=[peer])
+
+        ctx.run(ctx.on.leader_elected(), new_leader)
+
+        assert fake_workload.settings is not None
+        assert fake_workload.settings.paused is True
+
+
+def replace_now(
+    ctx: testing.Context, params: dict[str, Any], state: testing.State | None = None
+) -> testing.State:
+    return ctx.run(ctx.on.action("replace-now", params=params), state or leader_state())
+
+
+class TestReplaceNow:
+    def test_waits_with_a_long_timeout_and_reports_the_result(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        fake_client.replace_reply = dict(FINISHED)
+        config = {"settle-timeout": 100, "remove-timeout": 50, "settle-period": 10}
+
+        replace_now(ctx, {"service": "wsgi-example"}, leader_state(config=config))
+
+        assert fake_client.calls == [
+            ("replace-now", control.ReplaceNowRequest("wsgi-example", None, True, None)),
+        ]
+        assert fake_client.timeouts[1] == 100 + 50 + charm.REPLACE_MARGIN
+        assert ctx.action_results == {
+            "operation-id": "op-7",
+            "trigger": "replace-now",
+            "service": "wsgi-example",
+            "old-unit": "wsgi-example/3",
+            "new-unit": "wsgi-example/7",
+            "result": "ok",
+            "started": "2026-11-22T10:00:00+00:00",
+            "finished": "2026-11-22T10:05:00+00:00",
+            "duration": "300.5",
+        }
+        assert ctx.action_logs == [
+            "asking the agent to replace a unit of wsgi-example and waiting",
+            "wsgi-example/3: ok",
+        ]
+
+    def test_without_wait_returns_the_started_operation(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        fake_client.replace_reply = {
+            "id": "op-8",
+            "service": "wsgi-example",
+            "old-unit": "wsgi-example/4",
+            "result": "started",
+        }
+
+        replace_now(
+            ctx,
+            {"service": "wsgi-example", "unit": "wsgi-example/4", "wait": False, "dry-run": True},
+        )
+
+        request = fake_client.calls[0][1]
+        assert request == control.ReplaceNowRequest("wsgi-example", "wsgi-example/4", False, True)
+        assert fake_client.timeouts[1] == charm.ACTION_TIMEOUT
+        assert ctx.action_results == {
+            "operation-id": "op-8",
+            "service": "wsgi-example",
+            "old-unit": "wsgi-example/4",
+            "result": "started",
+        }
+
+    @pytest.mark.parametrize("result", ["rolled-back", "failed"])
+    def test_a_failed_replacement_fails_the_action_with_results(
+        self, ctx: testing.Context, fake_client: FakeControlClient, result: str
+    ):
+        fake_client.replace_reply = FINISHED | {"result": result, "reason": "settle timeout"}
+
+        with pytest.raises(testing.ActionFailed) as failure:
+            replace_now(ctx, {"service": "wsgi-example"})
+
+        assert failure.value.message == f"Replacement of wsgi-example/3 {result}: settle timeout"
+        assert ctx.action_results is not None
+        assert ctx.action_results["result"] == result
+        assert ctx.action_results["reason"] == "settle timeout"
+
+    @pytest.mark.parametrize(
+        ("params", "message"),
+        [
+            ({"service": "Not_An_App"}, "service: 'Not_An_App' is not one application name"),
+            ({"service": "a b"}, "service: 'a b' is not one application name"),
+            (
+                {"service": "wsgi-example", "unit": "other/1"},
+                "unit: 'other/1' is not a unit of wsgi-example (like wsgi-example/3)",
+            ),
+            (
+                {"service": "wsgi-example", "unit": "wsgi-example"},
+                "unit: 'wsgi-example' is not a unit of wsgi-example (like wsgi-example/3)",
+            ),
+        ],
+    )
+    def test_invalid_params_fail_clearly(
+        self,
+        ctx: testing.Context,
+        fake_client: FakeControlClient,
+        params: dict[str, Any],
+        message: str,
+    ):
+        with pytest.raises(testing.ActionFailed) as failure:
+            replace_now(ctx, params)
+
+        assert message in failure.value.message
+        assert fake_client.calls == []
+
+    def test_non_leader(self, ctx: testing.Context, fake_client: FakeControlClient):
+        state = leader_state(leader=False, relations=[peer_relation(leader="whirlwind/1")])
+
+        with pytest.raises(testing.ActionFailed) as failure:
+            replace_now(ctx, {"service": "wsgi-example"}, state)
+
+        assert failure.value.message == "Not the leader: run it on the leader unit (whirlwind/1)"
+        assert fake_client.calls == []
+
+    def test_paused(self, ctx: testing.Context, fake_client: FakeControlClient):
+        state = leader_state(relations=[peer_relation(paused="true")])
+
+        with pytest.raises(testing.ActionFailed) as failure:
+            replace_now(ctx, {"service": "wsgi-example"}, state)
+
+        assert failure.value.message == "Whirlwind is paused: run the resume action first"
+        assert [c for c, _ in fake_client.calls if c == "replace-now"] == []
+
+    def test_invalid_config(self, ctx: testing.Context, fake_client: FakeControlClient):
+        with pytest.raises(testing.ActionFailed) as failure:
+            replace_now(ctx, {"service": "x"}, leader_state(config={"interval": 0}))
+
+        assert failure.value.message == "Invalid config: interval must be greater than 0, got 0"
+
+    def test_agent_not_running(self, ctx: testing.Context, fake_client: FakeControlClient):
+        fake_client.errors["replace-now"] = control.AgentUnavailableError(
+            "the agent is not running (no socket at /run/whirlwind/control.sock)"
+        )
+
+        with pytest.raises(testing.ActionFailed) as failure:
+            replace_now(ctx, {"service": "wsgi-example"})
+
+        assert failure.value.message == (
+            "Agent not running: the agent is not running (no socket at "
+            "/run/whirlwind/control.sock)"
+        )
+
+    @pytest.mark.parametrize(
+        ("code", "message"),
+        [
+            (control.UNKNOWN_SERVICE, "Unknown service 'wsgi-example': no such application"),
+            (control.UNKNOWN_UNIT, "Unknown unit: no such application"),
+            (control.PAUSED, "Whirlwind is paused: run the resume action first"),
+            (control.BUSY, "Busy: no such application"),
+            (control.NOT_READY, "Agent not ready: no such application"),
+            (control.REFUSED, "Refused: no such application"),
+            (control.NOT_IMPLEMENTED, "Not supported by the agent: no such application"),
+            (control.INTERNAL, "Agent error (internal): no such application"),
+        ],
+    )
+    def test_agent_refusals_are_explained(
+        self, ctx: testing.Context, fake_client: FakeControlClient, code: str, message: str
+    ):
+        fake_client.errors["replace-now"] = control.ControlError(code, "no such application")
+
+        with pytest.raises(testing.ActionFailed) as failure:
+            replace_now(ctx, {"service": "wsgi-example"})
+
+        assert failure.value.message == message
+
+    def test_no_secret_in_action_output_or_logs(
+        self,
+        ctx: testing.Context,
+        fake_client: FakeControlClient,
+        caplog: pytest.LogCaptureFixture,
+    ):
+        caplog.set_level(logging.DEBUG)
+        fake_client.replace_reply = dict(FINISHED)
+
+        replace_now(ctx, {"service": "wsgi-example"})
+        ctx.run(ctx.on.action("pause"), leader_state())
+
+        assert PASSWORD not in str(ctx.action_results)
+        assert all(PASSWORD not in line for line in ctx.action_logs)
+        assert PASSWORD not in caplog.text
+        assert all(PASSWORD not in line.message for line in ctx.juju_log)

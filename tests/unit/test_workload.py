@@ -1,0 +1,372 @@
+"""workload.py with charmlibs.systemd faked and every file in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import stat
+
+import pytest
+from charmlibs import systemd
+
+import workload
+from tests.unit.conftest import CA_CERT, MODEL_UUID, PASSWORD, tmp_paths
+from whirlwind import settings
+
+
+class FakeSystemd:
+    """Stands in for charmlibs.systemd: records calls, keeps a running flag."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.running = False
+        self.fail_on: set[str] = set()
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("start", "stop", "restart", "enable", "disable"):
+            monkeypatch.setattr(systemd, f"service_{name}", self._command(name))
+        monkeypatch.setattr(systemd, "service_reload", self._reload)
+        monkeypatch.setattr(systemd, "service_running", self._running)
+        monkeypatch.setattr(systemd, "daemon_reload", self._daemon_reload)
+
+    def _command(self, name: str):
+        def command(*args: str) -> bool:
+            self.calls.append((name, *args))
+            if name in self.fail_on:
+                raise systemd.SystemdError(f"systemctl {name} failed")
+            if name in ("start", "restart"):
+                self.running = True
+            if name == "stop":
+                self.running = False
+            return True
+
+        return command
+
+    def _reload(self, service_name: str, restart_on_failure: bool = False) -> bool:
+        self.calls.append(("reload", service_name))
+        return True
+
+    def _running(self, service_name: str) -> bool:
+        return self.running
+
+    def _daemon_reload(self) -> bool:
+        self.calls.append(("daemon-reload",))
+        return True
+
+    def names(self) -> list[str]:
+        return [call[0] for call in self.calls]
+
+
+@pytest.fixture
+def fake_systemd(monkeypatch: pytest.MonkeyPatch, no_real_systemctl: None) -> FakeSystemd:
+    fake = FakeSystemd()
+    fake.install(monkeypatch)
+    return fake
+
+
+@pytest.fixture
+def charm_dir(tmp_path: pathlib.Path) -> pathlib.Path:
+    root = tmp_path / "charm"
+    for sub in ("src", "lib", "venv/lib/python3.12/site-packages"):
+        (root / sub).mkdir(parents=True)
+    return root
+
+
+@pytest.fixture
+def machine(tmp_path: pathlib.Path, charm_dir: pathlib.Path) -> workload.Workload:
+    return workload.Workload(
+        "whirlwind/0",
+        charm_dir,
+        paths=tmp_paths(tmp_path),
+        python="/charm/venv/bin/python",
+        sys_path=[
+            str(charm_dir / "src"),
+            str(charm_dir / "lib"),
+            str(charm_dir / "venv/lib/python3.12/site-packages"),
+            "/usr/lib/python312.zip",
+            "/usr/lib/python3.12",
+        ],
+    )
+
+
+def agent_settings(**overrides: object) -> settings.AgentSettings:
+    kwargs: dict[str, object] = {
+        "controller": settings.ControllerSettings(
+            endpoints=("10.0.0.1:17070",), ca_cert=CA_CERT, username="whirlwind", password=PASSWORD
+        ),
+        "model_uuid": MODEL_UUID,
+        "services": ("wsgi-example",),
+        "own_application": "whirlwind",
+        "paused": False,
+    }
+    kwargs.update(overrides)
+    return settings.AgentSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def mode(path: pathlib.Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_unit_file_runs_the_agent_with_the_charms_interpreter_and_paths(
+    machine: workload.Workload, charm_dir: pathlib.Path, tmp_path: pathlib.Path
+):
+    text = machine.unit_file_content()
+
+    settings_file = tmp_path / "etc/whirlwind/settings.yaml"
+    assert f"ExecStart=/charm/venv/bin/python -m whirlwind run --config {settings_file}\n" in text
+    pythonpath = ":".join(
+        str(charm_dir.resolve() / p) for p in ("src", "lib", "venv/lib/python3.12/site-packages")
+    )
+    assert f"Environment=PYTHONPATH={pythonpath}\n" in text
+    for line in (
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "Restart=on-failure",
+        "RestartSec=10",
+        "StartLimitIntervalSec=600",
+        "StartLimitBurst=5",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        f"ReadWritePaths={tmp_path / 'var/lib/whirlwind'}",
+        "RuntimeDirectory=whirlwind",
+        "RuntimeDirectoryMode=0700",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "ProtectKernelTunables=yes",
+        "ProtectKernelModules=yes",
+        "ProtectKernelLogs=yes",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "WantedBy=multi-user.target",
+    ):
+        assert f"\n{line}\n" in text, line
+    # Start limits belong to [Unit], everything the process runs with to [Service].
+    assert text.index("StartLimitBurst") < text.index("[Service]") < text.index("ExecStart")
+
+
+def test_pythonpath_keeps_only_entries_inside_the_charm(charm_dir: pathlib.Path):
+    entries = workload.charm_pythonpath(
+        charm_dir, ["", str(charm_dir / "lib"), "/usr/lib/python3.12", str(charm_dir / "lib")]
+    )
+
+    assert entries == (str(charm_dir.resolve() / "src"), str(charm_dir.resolve() / "lib"))
+
+
+def test_default_pythonpath_comes_from_sys_path(tmp_path: pathlib.Path):
+    here = pathlib.Path(workload.__file__).resolve().parent.parent
+
+    machine = workload.Workload("whirlwind/0", here, paths=tmp_paths(tmp_path))
+
+    assert f"PYTHONPATH={here / 'src'}:" in machine.unit_file_content()
+
+
+def test_configure_writes_files_with_modes_and_no_password_in_settings(
+    machine: workload.Workload, fake_systemd: FakeSystemd
+):
+    changed = machine.configure(agent_settings())
+
+    paths = machine.paths
+    assert changed == workload.Changed(unit_file=True, settings=True)
+    assert mode(paths.settings_file) == 0o644
+    assert mode(paths.credentials_file) == 0o600
+    assert mode(paths.unit_file) == 0o644
+    assert paths.credentials_file.stat().st_uid == os.geteuid()
+    assert paths.credentials_file.read_text() == PASSWORD + "\n"
+    assert PASSWORD not in paths.settings_file.read_text()
+    assert PASSWORD not in paths.unit_file.read_text()
+    loaded = settings.load_settings(paths.settings_file)
+    assert loaded.controller.password == PASSWORD
+    assert loaded.paused is False
+    assert loaded.own_application == "whirlwind"
+    assert paths.lib_dir.is_dir()
+    assert fake_systemd.names() == ["daemon-reload"]
+
+
+def test_configure_again_changes_nothing(machine: workload.Workload, fake_systemd: FakeSystemd):
+    machine.configure(agent_settings())
+    inode = machine.paths.settings_file.stat().st_ino
+
+    changed = machine.configure(agent_settings())
+
+    assert changed == workload.Changed(unit_file=False, settings=False)
+    assert machine.paths.settings_file.stat().st_ino == inode
+    assert fake_systemd.names() == ["daemon-reload"]
+
+
+def test_changed_settings_are_replaced_atomically(
+    machine: workload.Workload, fake_systemd: FakeSystemd
+):
+    machine.configure(agent_settings())
+    inode = machine.paths.settings_file.stat().st_ino
+
+    changed = machine.configure(agent_settings(paused=True))
+
+    assert changed == workload.Changed(unit_file=False, settings=True)
+    # A new inode: the file was renamed into place, never rewritten where it stood.
+    assert machine.paths.settings_file.stat().st_ino != inode
+    assert settings.load_settings(machine.paths.settings_file).paused is True
+    assert not list(machine.paths.etc_dir.glob(".*"))
+
+
+def test_a_new_password_alone_counts_as_a_settings_change(
+    machine: workload.Workload, fake_systemd: FakeSystemd
+):
+    machine.configure(agent_settings())
+    new = settings.ControllerSettings(("10.0.0.1:17070",), CA_CERT, "whirlwind", "other-password")
+
+    changed = machine.configure(agent_settings(controller=new))
+
+    assert changed == workload.Changed(unit_file=False, settings=True)
+    assert machine.paths.credentials_file.read_text() == "other-password\n"
+    assert mode(machine.paths.credentials_file) == 0o600
+
+
+def test_ensure_running_starts_a_stopped_agent(
+    machine: workload.Workload, fake_systemd: FakeSystemd
+):
+    result = machine.ensure_running(workload.Changed(unit_file=True, settings=True))
+
+    assert result is workload.StartResult.STARTED
+    assert fake_systemd.calls == [
+        ("enable", "whirlwind-agent"),
+        ("start", "whirlwind-agent"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changed", "restart", "expected", "command"),
+    [
+        (workload.Changed(unit_file=True), False, workload.StartResult.RESTARTED, "restart"),
+        (workload.Changed(settings=True), False, workload.StartResult.RELOADED, "reload"),
+        (workload.Changed(), True, workload.StartResult.RESTARTED, "restart"),
+        (
+            workload.Changed(unit_file=True, settings=True),
+            False,
+            workload.StartResult.RESTARTED,
+            "restart",
+        ),
+        (workload.Changed(), False, workload.StartResult.UNCHANGED, None),
+    ],
+)
+def test_reload_or_restart_a_running_agent(
+    machine: workload.Workload,
+    fake_systemd: FakeSystemd,
+    changed: workload.Changed,
+    restart: bool,
+    expected: workload.StartResult,
+    command: str | None,
+):
+    fake_systemd.running = True
+
+    result = machine.ensure_running(changed, restart=restart)
+
+    assert result is expected
+    commands = [c for c in fake_systemd.names() if c != "enable"]
+    assert commands == ([command] if command else [])
+
+
+def test_a_systemd_failure_becomes_a_workload_error(
+    machine: workload.Workload, fake_systemd: FakeSystemd
+):
+    fake_systemd.fail_on.add("start")
+
+    with pytest.raises(workload.WorkloadError, match="cannot start whirlwind-agent"):
+        machine.ensure_running(workload.Changed())
+
+
+def test_stop_and_disable_without_unit_file_does_nothing(
+    machine: workload.Workload, fake_systemd: FakeSystemd
+):
+    assert machine.stop_and_disable() is False
+    assert fake_systemd.calls == []
+
+
+def test_stop_and_disable_a_running_agent(machine: workload.Workload, fake_systemd: FakeSystemd):
+    machine.configure(agent_settings())
+    fake_systemd.running = True
+    fake_systemd.calls.clear()
+
+    assert machine.stop_and_disable() is True
+
+    assert fake_systemd.calls == [("stop", "whirlwind-agent"), ("disable", "whirlwind-agent")]
+    assert not machine.is_running()
+
+
+def test_remove_credentials_deletes_password_and_settings(
+    machine: workload.Workload, fake_systemd: FakeSystemd
+):
+    machine.configure(agent_settings())
+
+    assert machine.remove_credentials() is True
+
+    assert not machine.paths.credentials_file.exists()
+    assert not machine.paths.settings_file.exists()
+    assert machine.paths.unit_file.exists()
+    assert machine.remove_credentials() is False
+
+
+def test_remove_deletes_everything_but_the_state_dir(
+    machine: workload.Workload, fake_systemd: FakeSystemd
+):
+    machine.configure(agent_settings())
+    machine.paths.state_dir.mkdir(parents=True)
+    (machine.paths.state_dir / "journal.sqlite").write_text("history")
+    fake_systemd.running = True
+    fake_systemd.calls.clear()
+
+    machine.remove()
+
+    assert fake_systemd.names() == ["stop", "disable", "daemon-reload"]
+    assert not machine.paths.unit_file.exists()
+    assert not machine.paths.settings_file.exists()
+    assert not machine.paths.credentials_file.exists()
+    assert not machine.paths.etc_dir.exists()
+    assert (machine.paths.state_dir / "journal.sqlite").read_text() == "history"
+
+
+def test_remove_when_nothing_was_installed(machine: workload.Workload, fake_systemd: FakeSystemd):
+    machine.remove()
+
+    assert fake_systemd.calls == []
+
+
+def test_read_agent_controller_info(machine: workload.Workload, tmp_path: pathlib.Path):
+    conf = tmp_path / "var/lib/juju/agents/unit-whirlwind-0/agent.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(
+        "tag: unit-whirlwind-0\n"
+        "apiaddresses:\n- 10.0.0.5:17070\n- '[fd42::5]:17070'\n"
+        f"cacert: |\n  {CA_CERT.strip().replace(chr(10), chr(10) + '  ')}\n"
+        "apipassword: not-for-us\n"
+    )
+
+    info = machine.read_agent_controller_info()
+
+    assert info == workload.AgentControllerInfo(
+        endpoints=("10.0.0.5:17070", "[fd42::5]:17070"), ca_cert=CA_CERT
+    )
+
+
+@pytest.mark.parametrize("content", [None, "::: not yaml", "- a list", "other: 1\n"])
+def test_read_agent_controller_info_degrades(
+    machine: workload.Workload, tmp_path: pathlib.Path, content: str | None
+):
+    conf = tmp_path / "var/lib/juju/agents/unit-whirlwind-0/agent.conf"
+    if content is not None:
+        conf.parent.mkdir(parents=True)
+        conf.write_text(content)
+
+    info = machine.read_agent_controller_info()
+
+    assert info is None or info == workload.AgentControllerInfo(endpoints=(), ca_cert=None)
+
+
+def test_default_paths_are_the_real_ones():
+    paths = workload.WorkloadPaths()
+
+    assert paths.settings_file == pathlib.Path("/etc/whirlwind/settings.yaml")
+    assert paths.credentials_file == pathlib.Path("/etc/whirlwind/credentials")
+    assert paths.state_dir == pathlib.Path("/var/lib/whirlwind/state")
+    assert paths.unit_file == pathlib.Path("/etc/systemd/system/whirlwind-agent.service")
+    assert paths.agent_conf("whirlwind/3") == pathlib.Path(
+        "/var/lib/juju/agents/unit-whirlwind-3/agent.conf"
+    )
+    assert pathlib.Path("/run/whirlwind/control.sock") == workload.CONTROL_SOCKET
