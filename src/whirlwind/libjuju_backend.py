@@ -86,10 +86,20 @@ class BackendTimings:
 
 
 class _DropBelowInfo(logging.Filter):
-    """Refuse DEBUG records, whatever level somebody later sets on the logger."""
+    """Refuse DEBUG records whatever level is set later, and libjuju's reconnect chatter.
+
+    libjuju says it is reconnecting (and then that it failed) because its own reconnect is
+    disabled here; the supervisor logs what really happens.
+    """
+
+    _MISLEADING = (
+        "Receiver: Connection closed, reconnecting",
+        "RPC: Connection closed, reconnecting",
+        "RPC: Automatic reconnect failed",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.INFO
+        return record.levelno >= logging.INFO and record.msg not in self._MISLEADING
 
 
 _DROP_BELOW_INFO = _DropBelowInfo()

@@ -73,9 +73,10 @@ def test_backoff_grows_jittered_and_stays_bounded():
 async def test_connect_takes_snapshot_and_polls_status(
     fake_juju: fake_server.FakeJujuController, backend_factory: conftest.BackendFactory
 ):
-    juju = await started(backend_factory, fake_juju)
+    juju: backend.JujuBackend = await started(backend_factory, fake_juju)
 
     assert juju.connected
+    assert isinstance(juju, libjuju_backend.LibjujuBackend)
     assert juju.endpoint == fake_juju.endpoint
     assert juju.last_error is None
     assert juju.model.synced
@@ -394,9 +395,11 @@ async def test_call_in_flight_when_connection_drops_fails_fast(
 async def test_dropped_connection_reconnects_with_fresh_snapshot(
     fake_juju: fake_server.FakeJujuController,
     backend_factory: conftest.BackendFactory,
+    caplog: pytest.LogCaptureFixture,
     mode: str,
 ):
     juju = await started(backend_factory, fake_juju)
+    caplog.set_level(logging.INFO)
 
     await fake_juju.drop_connections(mode)
     await eventually(lambda: juju.sessions == 2 and juju.connected)
@@ -408,7 +411,12 @@ async def test_dropped_connection_reconnects_with_fresh_snapshot(
     assert len(fake_juju.calls_to("Client", "FullStatus")) == 2
     # One connection: libjuju's own background reconnect is disabled, nothing leaks.
     assert fake_juju.connection_count == 1
-    assert isinstance(juju.last_error, type(None))
+    assert juju.last_error is None
+    assert "lost the controller connection" in caplog.text
+    # libjuju's own "reconnecting" lines would be false: its reconnect is disabled.
+    assert "reconnect" not in " ".join(
+        r.getMessage() for r in caplog.records if r.name.startswith("juju.")
+    )
 
 
 async def test_outage_backs_off_then_reconnects_with_current_view(
