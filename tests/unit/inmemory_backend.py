@@ -11,11 +11,14 @@ import asyncio
 import dataclasses
 import datetime
 import pathlib
+import random
 import selectors
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from whirlwind import backend
+from whirlwind import engine as engine_mod
+from whirlwind import journal as journal_mod
 from whirlwind import model as model_view
 from whirlwind import settings as settings_mod
 
@@ -528,3 +531,61 @@ def make_settings(state_dir: pathlib.Path, **overrides: Any) -> settings_mod.Age
     }
     values.update(overrides)
     return settings_mod.AgentSettings(**values)
+
+
+# -- running the real engine on this backend --------------------------------------------
+
+
+@dataclasses.dataclass
+class Agent:
+    """One running agent: engine task, its journal and settings."""
+
+    engine: engine_mod.Engine
+    journal: journal_mod.Journal
+    task: asyncio.Task[bool]
+
+    async def stop(self) -> bool:
+        """Stop the engine cleanly and close the journal."""
+        self.engine.stop()
+        try:
+            return await self.task
+        finally:
+            self.journal.close()
+
+    def history(self) -> list[journal_mod.Operation]:
+        """Every operation, oldest first."""
+        return list(reversed(self.journal.get_history(1000)))
+
+
+async def start_agent(
+    backend: InMemoryBackend,
+    state_dir: pathlib.Path,
+    *,
+    seed: int = 1,
+    on_commit: Callable[[str], None] | None = None,
+    **overrides: Any,
+) -> Agent:
+    """Open the journal in `state_dir` and start an engine on `backend`."""
+    settings = make_settings(state_dir, **overrides)
+    journal = journal_mod.Journal(state_dir / journal_mod.JOURNAL_FILE, on_commit=on_commit)
+    engine = engine_mod.Engine(
+        settings, backend, journal, now=virtual_now, rng=random.Random(seed)
+    )
+    task = asyncio.ensure_future(engine.run())
+    await asyncio.sleep(0)
+    return Agent(engine, journal, task)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 7200.0) -> None:
+    """Poll `predicate` every virtual second; fail the test after `timeout` virtual seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(1)
+
+
+def all_finished(journal: journal_mod.Journal) -> Callable[[], bool]:
+    """Predicate: there is at least one operation and every operation has finished."""
+    return lambda: bool(journal.get_history(1)) and not journal.get_unfinished()
