@@ -261,7 +261,8 @@ class LibjujuBackend:
     # -- supervisor --------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        attempt = 0
+        attempt = 0  # failed connection attempts in a row
+        flaps = 0  # sessions in a row that ended before stable_after
         while not self._stopping:
             try:
                 session = await self._connect()
@@ -273,10 +274,10 @@ class LibjujuBackend:
                 if exc.transient:
                     delay = self._timings.backoff_delay(attempt, self._rng)
                     attempt += 1
-                    logger.warning("cannot connect: %s; retrying in %.1fs", exc, delay)
+                    logger.warning("cannot connect: %s; retrying in %.2fs", exc, delay)
                 else:
                     delay = self._timings.max_delay(self._rng)
-                    logger.error("cannot connect: %s; retrying in %.1fs", exc, delay)
+                    logger.error("cannot connect: %s; retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 continue
             loop = asyncio.get_running_loop()
@@ -287,11 +288,11 @@ class LibjujuBackend:
                 logger.exception("unexpected error in the controller session")
             if self._stopping:
                 break
-            if loop.time() - began >= self._timings.stable_after:
-                attempt = 0
-            delay = self._timings.backoff_delay(attempt, self._rng)
-            attempt += 1
-            logger.info("reconnecting in %.1fs", delay)
+            # A connection that keeps dropping right after login backs off like failed dials.
+            flaps = 0 if loop.time() - began >= self._timings.stable_after else flaps + 1
+            delay = self._timings.backoff_delay(flaps, self._rng)
+            attempt = flaps + 1
+            logger.info("reconnecting in %.2fs", delay)
             await asyncio.sleep(delay)
 
     async def _connect(self) -> _Session:

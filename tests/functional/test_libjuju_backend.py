@@ -419,6 +419,27 @@ async def test_dropped_connection_reconnects_with_fresh_snapshot(
     )
 
 
+async def test_flapping_connection_backs_off_more_each_time(
+    fake_juju: fake_server.FakeJujuController, backend_factory: conftest.BackendFactory
+):
+    timings = libjuju_backend.BackendTimings(
+        backoff_initial=0.1, backoff_jitter=0.0, backoff_max=1.0, stable_after=60.0
+    )
+    juju = await started(backend_factory, fake_juju, timings)
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+
+    for session in (2, 3):
+        began = loop.time()
+        await fake_juju.drop_connections("abrupt")
+        await eventually(lambda s=session: juju.sessions == s and juju.connected)
+        gaps.append(loop.time() - began)
+
+    # Sessions shorter than stable_after: 0.2 s then 0.4 s before dialling again.
+    assert 0.2 <= gaps[0] < 0.4
+    assert 0.4 <= gaps[1] < 0.8
+
+
 async def test_outage_backs_off_then_reconnects_with_current_view(
     fake_juju: fake_server.FakeJujuController, backend_factory: conftest.BackendFactory
 ):
