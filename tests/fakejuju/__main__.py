@@ -11,8 +11,6 @@ import signal
 import sys
 from typing import NoReturn
 
-from tests.fakejuju import server as server_mod
-
 _APP_RE = re.compile(r"^([a-z][a-z0-9-]*)=(\d+)$")
 
 
@@ -57,6 +55,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 async def serve(args: argparse.Namespace) -> None:
     """Start the controller, print its JSON line, serve until SIGTERM/SIGINT."""
+    # Imported here so that bad arguments fail fast, without importing libjuju.
+    from tests.fakejuju import server as server_mod
+
     controller = server_mod.FakeJujuController(
         dict(args.app),
         step_delay=args.step_delay,

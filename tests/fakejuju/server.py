@@ -199,8 +199,8 @@ class FakeJujuController:
         self.clock.close()
         for task in list(self._background):
             task.cancel()
-        await self._close_listener()
         await self.drop_connections("clean")
+        await self._close_listener()
         if self._admin is not None:
             await self._admin.stop()
             self._admin = None
@@ -221,12 +221,17 @@ class FakeJujuController:
         if self.port == 0 and sockets:
             self.port = sockets[0].getsockname()[1]
 
-    async def _close_listener(self) -> None:
+    async def _close_listener(self, abort: bool = False) -> None:
         server, self._server = self._server, None
-        if server is not None:
-            server.close(close_connections=False)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), 2.0)
+        if server is None:
+            return
+        # Stop accepting first, so no client slips in while the others are dropped.
+        server.close(close_connections=False)
+        await self._settle_io()
+        if abort:
+            await self.drop_connections("abrupt")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 2.0)
 
     # -- clock ----------------------------------------------------------------------
 
@@ -335,8 +340,7 @@ class FakeJujuController:
         if seconds <= 0:
             raise ValueError("seconds must be positive")
         self._outage_until = self.clock.now() + seconds
-        await self._close_listener()
-        await self.drop_connections("abrupt")
+        await self._close_listener(abort=True)
         if self._outage_timer is not None:
             self._outage_timer.cancel()
         self._outage_timer = self.clock.call_later(seconds, self._schedule_outage_end)
