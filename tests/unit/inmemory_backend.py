@@ -567,7 +567,9 @@ async def start_agent(
 ) -> Agent:
     """Open the journal in `state_dir` and start an engine on `backend`."""
     settings = make_settings(state_dir, **overrides)
-    journal = journal_mod.Journal(state_dir / journal_mod.JOURNAL_FILE, on_commit=on_commit)
+    journal = journal_mod.Journal(
+        state_dir / journal_mod.JOURNAL_FILE, on_commit=on_commit, durable=False
+    )
     engine = engine_mod.Engine(
         settings, backend, journal, now=virtual_now, rng=random.Random(seed)
     )
@@ -577,13 +579,13 @@ async def start_agent(
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 7200.0) -> None:
-    """Poll `predicate` every virtual second; fail the test after `timeout` virtual seconds."""
+    """Poll `predicate` every 5 virtual seconds; fail the test after `timeout` virtual seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
-        await asyncio.sleep(1)
+        await asyncio.sleep(5)
 
 
 def all_finished(journal: journal_mod.Journal) -> Callable[[], bool]:

@@ -411,7 +411,7 @@ def test_run_once_replaces_the_next_due_service_and_returns(tmp_path: pathlib.Pa
 
     async def scenario() -> tuple[bool, list[journal_mod.Operation]]:
         settings = imb.make_settings(tmp_path)
-        journal = journal_mod.Journal(tmp_path / "journal.db")
+        journal = journal_mod.Journal(tmp_path / "journal.db", durable=False)
         engine = engine_mod.Engine(
             settings, backend, journal, now=imb.virtual_now, rng=random.Random(1)
         )

@@ -24,7 +24,7 @@ async def _replace(
     **overrides: Any,
 ) -> journal_mod.Operation:
     settings = imb.make_settings(tmp_path, **overrides)
-    journal = journal_mod.Journal(tmp_path / "journal.db")
+    journal = journal_mod.Journal(tmp_path / "journal.db", durable=False)
     view = backend.model
     unit = view.get_unit(victim)
     assert unit is not None

@@ -1,0 +1,153 @@
+"""Crash the agent at every journal write and after every controller call, then restart it.
+
+A crash right after a journal commit is "between journal write and action"; a crash right after
+a backend call took effect (before it returned) is "between action and next journal write". The
+restarted agent (paused, so it starts nothing new) must finish or roll back what was in flight
+without leaking or losing units, and the history must tell one consistent story.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.unit import inmemory_backend as imb
+from whirlwind import journal as journal_mod
+
+INITIAL = ["app/0", "app/1", "app/2"]
+
+Event = tuple[str, str]
+
+
+def _make_backend(scenario: str) -> imb.InMemoryBackend:
+    backend = imb.InMemoryBackend()
+    backend.add_application("app", 3)
+    backend.add_application("bystander", 1)
+    if scenario == "hook-error":
+        backend.next_unit_faults = [imb.HOOK_ERROR]
+    elif scenario == "stuck-dying":
+        backend.stuck_dying.add("app/0")
+    elif scenario == "machines-stay":
+        backend.machines_stay = True
+    return backend
+
+
+async def _record(scenario: str, state_dir: pathlib.Path) -> list[Event]:
+    """Every crash point of one replacement in `scenario`, in order."""
+    events: list[Event] = []
+    backend = _make_backend(scenario)
+    backend.after_call = lambda method, _: events.append(("call", method))
+    agent = await imb.start_agent(
+        backend, state_dir, on_commit=lambda label: events.append(("commit", label))
+    )
+    await imb.wait_until(imb.all_finished(agent.journal))
+    backend.after_call = None
+    agent.journal.on_commit = None
+    await agent.stop()
+    return events
+
+
+async def _crash_and_recover(
+    scenario: str, state_dir: pathlib.Path, crash_at: int
+) -> tuple[imb.InMemoryBackend, list[journal_mod.Operation], Event]:
+    backend = _make_backend(scenario)
+    seen: list[Event] = []
+
+    def hook(event: Event) -> None:
+        seen.append(event)
+        if len(seen) - 1 == crash_at:
+            raise imb.SimulatedCrash(f"crash after {event}")
+
+    backend.after_call = lambda method, _: hook(("call", method))
+    agent = await imb.start_agent(
+        backend, state_dir, on_commit=lambda label: hook(("commit", label))
+    )
+    await asyncio.wait([agent.task], timeout=7200)
+    with pytest.raises(imb.SimulatedCrash):
+        agent.task.result()
+    agent.journal.close()
+    backend.after_call = None
+
+    # A new agent on the same journal and the same model; paused: recovery only.
+    agent = await imb.start_agent(backend, state_dir, seed=2, paused=True)
+    await imb.wait_until(lambda: not agent.journal.get_unfinished())
+    await asyncio.sleep(600)  # let Juju finish removals the agent no longer waits for
+    history = agent.history()
+    await agent.stop()
+    return backend, history, seen[-1]
+
+
+def _check_consistent(
+    scenario: str, backend: imb.InMemoryBackend, history: list[journal_mod.Operation]
+) -> None:
+    live = backend.get_live_units("app")
+    # No lost units, all healthy, nothing else touched.
+    assert backend.model.count_healthy("app") == 3
+    assert len(live) == 3
+    assert backend.get_live_units("bystander") == ["bystander/0"]
+    # At most one unit was ever added (no duplicate AddUnits after a crash).
+    assert len(backend.added) <= 1
+    # No machine left behind empty.
+    machines = {backend.model.units[u].machine_id for u in backend.model.units}
+    assert set(backend.get_machine_ids()) == machines
+    assert len(history) <= 1
+    if not history:
+        assert live == INITIAL
+        assert backend.added == []
+        return
+    (op,) = history
+    assert op.is_finished
+    assert op.steps[-1].step == "done"
+    if op.trigger == "recovery":
+        assert "recover" in [s.step for s in op.steps]
+    if scenario == "hook-error":
+        assert op.result == journal_mod.ROLLED_BACK
+        assert live == INITIAL
+    else:
+        assert op.result == journal_mod.OK
+        assert op.new_unit is not None
+        assert backend.added == [op.new_unit]
+        assert live == ["app/1", "app/2", op.new_unit]
+
+
+@pytest.mark.parametrize("scenario", ["happy", "hook-error", "stuck-dying", "machines-stay"])
+def test_crash_at_every_step_then_recover(scenario: str, tmp_path: pathlib.Path) -> None:
+    events = imb.run_virtual(_record(scenario, tmp_path / "record"))
+    assert ("call", "add_unit") in events
+    assert ("commit", "step:add") in events
+
+    crashed_at: list[Event] = []
+    for index in range(len(events)):
+        state_dir = tmp_path / f"crash-{index}"
+        backend, history, event = imb.run_virtual(_crash_and_recover(scenario, state_dir, index))
+        crashed_at.append(event)
+        try:
+            _check_consistent(scenario, backend, history)
+        except AssertionError as exc:
+            raise AssertionError(f"crash after {event} (#{index}): {exc}") from exc
+
+    # Every crash point was hit exactly where recorded.
+    assert crashed_at == events
+
+
+def test_crash_points_cover_both_sides_of_every_action(tmp_path: pathlib.Path) -> None:
+    events = imb.run_virtual(_record("happy", tmp_path))
+
+    def after(event: Event) -> Callable[[Any], bool]:
+        return lambda other: events.index(other) > events.index(event)
+
+    kinds = [e for e in events if e[0] == "call" and e[1] != "get_machine_first_seen"]
+    assert [e[1] for e in kinds] == [
+        "add_unit",
+        "set_unit_annotations",
+        "set_unit_annotations",
+        "destroy_unit",
+    ]
+    # Each action is preceded by the journal write of its step.
+    assert events.index(("commit", "step:add")) < events.index(("call", "add_unit"))
+    assert events.index(("commit", "step:remove")) < events.index(("call", "destroy_unit"))
+    assert after(("call", "add_unit"))(("commit", "update:born,new_unit"))
