@@ -55,16 +55,13 @@ def _get_json(url: str) -> Any:
 
 def _describe_units(state: dict[str, Any], app: str) -> str:
     parts = []
-    for unit in state.get("units", []):
+    for name, unit in state.get("units", {}).items():
         if unit.get("application") != app:
             continue
-        workload = unit.get("workload-status", {})
-        agent = unit.get("agent-status", {})
-        workload_text = workload.get("current", "?") if isinstance(workload, dict) else workload
-        agent_text = agent.get("current", "?") if isinstance(agent, dict) else agent
-        life = unit.get("life", "alive")
-        suffix = "" if life == "alive" else f" {life}"
-        parts.append(f"{unit.get('name')}[{workload_text}/{agent_text}{suffix}]")
+        workload = unit["workload-status"]["current"]
+        agent = "lost" if unit.get("agent-lost") else unit["agent-status"]["current"]
+        life = "" if unit.get("life") == "alive" else f" {unit.get('life')}"
+        parts.append(f"{name}[{workload}/{agent}{life}]")
     return " ".join(parts) or "(no units)"
 
 
@@ -119,7 +116,8 @@ def main() -> int:
         )  # fmt: skip
         assert agent.stdout is not None
         threading.Thread(target=_pump, args=(agent.stdout, "  agent |"), daemon=True).start()
-        return _watch(options, info["admin-url"], control.ControlClient(workdir / "control.sock"))
+        client = control.ControlClient(workdir / "control.sock")
+        return _watch(options, info["admin-url"], client, agent)
     finally:
         for process in (agent, fake):
             if process is not None and process.poll() is None:
@@ -130,11 +128,19 @@ def main() -> int:
                     process.kill()
 
 
-def _watch(options: argparse.Namespace, admin_url: str, client: control.ControlClient) -> int:
+def _watch(
+    options: argparse.Namespace,
+    admin_url: str,
+    client: control.ControlClient,
+    agent: subprocess.Popen[str],
+) -> int:
     deadline = time.monotonic() + options.timeout
     last_line = ""
     history: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
+        if agent.poll() is not None:
+            print(f"the agent exited with code {agent.returncode}", flush=True)
+            return 1
         line = "  model |", _describe_units(_get_json(f"{admin_url}/state"), options.app)
         text = " ".join(line)
         if text != last_line:
