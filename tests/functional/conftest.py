@@ -1,4 +1,4 @@
-"""Fixtures of the functional suite: the fake controller, and backends connected to it."""
+"""Fixtures of the functional suite (the fake controller's own come from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ import pytest_asyncio
 
 from tests.fakejuju import fixtures as fake_fixtures
 from tests.fakejuju import server as fake_server
-from tests.fakejuju.fixtures import fake_juju, fake_juju_factory
 from whirlwind import libjuju_backend, settings
-
-__all__ = ["backend_factory", "fake_juju", "fake_juju_factory"]
 
 # -- libjuju backend (used by test_libjuju_backend.py) ------------------------------------------
 
