@@ -318,6 +318,7 @@ class LibjujuBackend:
             try:
                 return await self._open_session(conn, endpoint)
             except BaseException:
+                self._model.synced = False
                 await self._close_connection(conn)
                 raise
         summary = "; ".join(failures)
