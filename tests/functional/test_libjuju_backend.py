@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import random
@@ -149,6 +150,23 @@ async def test_wrong_ca_is_a_clear_tls_error(
     assert "ca-cert" in str(error)
     assert not juju.connected
     assert fake_juju.calls_to("Admin", "Login") == []
+
+
+async def test_unknown_model_is_a_clear_error(
+    fake_juju: fake_server.FakeJujuController, backend_factory: conftest.BackendFactory
+):
+    agent_settings = dataclasses.replace(
+        conftest.backend_settings(fake_juju), model_uuid="00000000-0000-4000-8000-000000000000"
+    )
+    juju = backend_factory(agent_settings)
+
+    await juju.start()
+
+    await eventually(lambda: juju.last_error is not None)
+    assert isinstance(juju.last_error, backend.BackendError)
+    assert not juju.last_error.transient
+    assert "model 00000000-0000-4000-8000-000000000000 not found" in str(juju.last_error)
+    assert not juju.connected
 
 
 async def test_first_endpoint_dead_uses_the_second(
