@@ -246,6 +246,9 @@ class WhirlwindCharm(ops.CharmBase):
         credentials = self._get_credentials(config)
         if isinstance(credentials, ops.StatusBase):
             return credentials
+        if self.model.get_relation(PEER_RELATION) is None:
+            # Without it the pause switch is unknown: never start an agent that may be paused.
+            return ops.WaitingStatus("Waiting for the peer relation (pause state)")
         endpoints, ca_cert = credentials.endpoints, credentials.ca_cert
         if not endpoints or not ca_cert:
             own = self._get_workload().read_agent_controller_info()

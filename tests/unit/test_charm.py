@@ -517,3 +517,12 @@ class TestSecretsNeverLeak:
         assert PASSWORD not in out.unit_status.message
         assert PASSWORD not in caplog.text
         assert all(PASSWORD not in line.message for line in ctx.juju_log)
+
+
+def test_no_agent_before_the_peer_relation_exists(
+    ctx: testing.Context, fake_workload: FakeWorkload
+):
+    out = ctx.run(ctx.on.install(), leader_state(relations=[]))
+
+    assert out.unit_status == testing.WaitingStatus("Waiting for the peer relation (pause state)")
+    assert "configure" not in fake_workload.calls
