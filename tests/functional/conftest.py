@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import pathlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
+import pytest
 import pytest_asyncio
 
 from tests.fakejuju import fixtures as fake_fixtures
 from tests.fakejuju import server as fake_server
+from tests.functional import agent_harness
 from whirlwind import libjuju_backend, settings
 
 # -- libjuju backend (used by test_libjuju_backend.py) ------------------------------------------
@@ -66,3 +71,63 @@ async def backend_factory(
     yield make
     for backend in made:
         await backend.stop()
+
+
+# -- the agent (used by test_agent_*.py) ----------------------------------------------------------
+# Everything below belongs to the agent's functional tests; helpers live in agent_harness.py.
+
+
+@pytest.fixture
+def agent_dir() -> Iterator[pathlib.Path]:
+    """A short private folder (unix socket paths must stay under 108 bytes)."""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="ww-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+InProcessAgentFactory = Callable[..., Awaitable[agent_harness.InProcessAgent]]
+AgentProcessFactory = Callable[..., agent_harness.AgentProcess]
+
+
+@pytest_asyncio.fixture
+async def agent_factory(
+    fake_juju_factory: fake_fixtures.ControllerFactory, agent_dir: pathlib.Path
+) -> AsyncIterator[InProcessAgentFactory]:
+    """Start in-process agents (engine + libjuju backend); stopped before the fakes stop."""
+    started: list[agent_harness.InProcessAgent] = []
+
+    async def make(
+        fake: fake_server.FakeJujuController,
+        services: tuple[str, ...],
+        *,
+        seed: int = 1,
+        **overrides: object,
+    ) -> agent_harness.InProcessAgent:
+        agent_settings = agent_harness.make_settings(fake, agent_dir, services, **overrides)
+        agent = agent_harness.InProcessAgent(agent_settings, seed=seed)
+        started.append(agent)
+        return await agent.start()
+
+    yield make
+    for agent in started:
+        await agent.stop()
+
+
+@pytest_asyncio.fixture
+async def agent_process_factory(
+    fake_juju_factory: fake_fixtures.ControllerFactory, agent_dir: pathlib.Path
+) -> AsyncIterator[AgentProcessFactory]:
+    """Build (not start) `python -m whirlwind run` processes; killed before the fakes stop."""
+    made: list[agent_harness.AgentProcess] = []
+
+    def make(
+        fake: fake_server.FakeJujuController, services: tuple[str, ...], **overrides: object
+    ) -> agent_harness.AgentProcess:
+        agent_settings = agent_harness.make_settings(fake, agent_dir, services, **overrides)
+        agent = agent_harness.AgentProcess(agent_settings, agent_dir)
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        await agent.close()
