@@ -201,6 +201,12 @@ def unit_life(fake: fake_server.FakeJujuController, name: str) -> str | None:
     return unit.life if unit is not None else None
 
 
+def unit_status(fake: fake_server.FakeJujuController, name: str) -> str | None:
+    """Workload status of unit `name` in the fake (None once removed)."""
+    unit = fake.model.units.get(name)
+    return unit.workload.current if unit is not None else None
+
+
 def new_units(fake: fake_server.FakeJujuController, application: str, before: int) -> list[str]:
     """Units of `application` numbered `before` or higher (added during the test)."""
     return sorted(
