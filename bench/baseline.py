@@ -1,0 +1,137 @@
+"""The naive baseline: what the original tool did, on libjuju's high-level API, unmodified.
+
+Run as a subprocess by the benchmark (`python -m bench.baseline --connect FILE MODE ...`);
+it prints one JSON line per event on stdout (`{"event": ..., "t": epoch seconds, ...}`).
+
+- `replace`: `Model.connect()`, then for each replacement: pick the lowest-numbered unit of
+  the application as the oldest, `Application.add_unit()`, then poll `Model.get_status()`
+  (`Client.FullStatus`) every 0.5 s, as `wait_for_idle` does for one application, until the
+  unit count went up and the new unit has been active/idle in every poll for the settle
+  period (measured from the first poll that saw it so); then `Unit.destroy()` on the old unit
+  and poll full status every 0.5 s until it is gone.
+- `idle`: `Model.connect()`, then poll full status every 0.5 s until SIGTERM, as the original
+  tool did between its runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import pathlib
+import signal
+import sys
+import time
+from typing import Any
+
+from juju import model as juju_model
+
+POLL = 0.5
+
+
+def _emit(event: str, **fields: Any) -> None:
+    sys.stdout.write(json.dumps({"event": event, "t": time.time(), **fields}) + "\n")
+    sys.stdout.flush()
+
+
+def _unit_number(name: str) -> int:
+    return int(name.rsplit("/", 1)[1])
+
+
+def _units_in_status(status: Any, application: str) -> dict[str, Any]:
+    app = status.applications.get(application)
+    return dict(app.units or {}) if app is not None else {}
+
+
+async def _wait_settled(
+    model: juju_model.Model, application: str, new: str, before: int, settle: float
+) -> None:
+    first_healthy: float | None = None
+    while True:
+        units = _units_in_status(await model.get_status(), application)
+        unit = units.get(new)
+        healthy = (
+            len(units) > before
+            and unit is not None
+            and unit.workload_status.status == "active"
+            and unit.agent_status.status == "idle"
+        )
+        now = time.monotonic()
+        if not healthy:
+            first_healthy = None
+        elif first_healthy is None:
+            first_healthy = now
+        if first_healthy is not None and now - first_healthy >= settle:
+            return
+        await asyncio.sleep(POLL)
+
+
+async def _wait_gone(model: juju_model.Model, application: str, unit: str) -> None:
+    while True:
+        if unit not in _units_in_status(await model.get_status(), application):
+            return
+        await asyncio.sleep(POLL)
+
+
+async def _replace(model: juju_model.Model, application: str, settle: float) -> None:
+    app = model.applications[application]
+    units = sorted(app.units, key=lambda u: _unit_number(u.name))
+    old = units[0]
+    _emit("start", old=old.name)
+    added = await app.add_unit()
+    if not added:
+        raise RuntimeError(f"add_unit() on {application} returned no unit")
+    new = added[0].name
+    _emit("added", new=new)
+    await _wait_settled(model, application, new, len(units), settle)
+    _emit("settled", new=new)
+    await old.destroy()
+    await _wait_gone(model, application, old.name)
+    _emit("done", old=old.name, new=new)
+
+
+async def _run(options: argparse.Namespace, info: dict[str, Any]) -> None:
+    model = juju_model.Model()
+    await model.connect(
+        endpoint=info["endpoint"],
+        uuid=info["model-uuid"],
+        username=info["username"],
+        password=info["password"],
+        cacert=info["ca-cert"],
+    )
+    try:
+        await model.get_status()
+        _emit("connected")
+        if options.mode == "replace":
+            for _ in range(options.count):
+                await _replace(model, options.application, options.settle_period)
+                await asyncio.sleep(options.pause)
+            return
+        stopping = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+        while not stopping.is_set():
+            await model.get_status()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stopping.wait(), POLL)
+    finally:
+        await model.disconnect()
+        _emit("disconnected")
+
+
+def main() -> None:
+    """Parse the command line and run the baseline."""
+    parser = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__)
+    parser.add_argument("--connect", required=True, help="JSON file with the fake's details")
+    parser.add_argument("mode", choices=["replace", "idle"])
+    parser.add_argument("--application", default="wsgi-example")
+    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--settle-period", type=float, default=2.0)
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds between replacements")
+    options = parser.parse_args()
+    info = json.loads(pathlib.Path(options.connect).read_text(encoding="utf-8"))
+    asyncio.run(_run(options, info))
+
+
+if __name__ == "__main__":
+    main()

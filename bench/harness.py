@@ -1,0 +1,500 @@
+"""Runs each side (the agent, the naive baseline) against its own fresh fake and measures it.
+
+The fake controller runs in this process (so its call log, status history and watchers can
+be read and driven directly); the agent and the baseline each run in a subprocess of their
+own, so their memory and CPU can be read from /proc without the fake's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+import pathlib
+import signal
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, BinaryIO
+
+import bench
+from bench import fakes, procstat
+from tests.fakejuju import server as fake_server
+from whirlwind import control
+from whirlwind import settings as settings_mod
+
+logger = logging.getLogger(__name__)
+
+TARGET = "wsgi-example"
+BIG = "big"
+READY_TIMEOUT = 120.0
+REPLACE_TIMEOUT = 300.0
+STOP_TIMEOUT = 15.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What to run: sizes, windows and timings (defaults reproduce bench/README.md)."""
+
+    replacements: int = 5
+    target_units: int = 3
+    settle_period: int = 2
+    step_delay: float = 0.1
+    pause: float = 1.0
+    idle_window: float = 30.0
+    idle_poll_interval: int = 2
+    big_units: int = 5000
+    deltas: int = 100_000
+    batch: int = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class Replacement:
+    """One make-before-break replacement as the fake saw it."""
+
+    old_unit: str
+    new_unit: str
+    duration: float
+    # Seconds from (new unit active/idle + settle-period) to the DestroyUnit call.
+    latency: float
+    calls: Mapping[str, int]
+
+    @property
+    def total_calls(self) -> int:
+        """Every call in the operation's window (pings are never counted)."""
+        return sum(self.calls.values())
+
+    @property
+    def calls_without_next(self) -> int:
+        """Calls other than the AllWatcher.Next long polls."""
+        return self.total_calls - self.calls.get(fakes.NEXT, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Idle:
+    """Calls during a quiet window, and the poll interval the side used."""
+
+    window: float
+    poll_interval: float
+    calls: Mapping[str, int]
+    pings: int
+
+    def per_hour(self, name: str | None = None) -> float:
+        """Calls per hour extrapolated from the window (one Facade.Method, or all)."""
+        count = sum(self.calls.values()) if name is None else self.calls.get(name, 0)
+        return count * 3600.0 / self.window
+
+
+@dataclasses.dataclass(frozen=True)
+class Memory:
+    """Resident memory and CPU of the side's process on a big model, before and after churn."""
+
+    units: int
+    deltas: int
+    snapshot: procstat.ProcSample
+    half: procstat.ProcSample
+    full: procstat.ProcSample
+    churn_seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SideResult:
+    """Everything measured for one side."""
+
+    name: str
+    replacements: tuple[Replacement, ...]
+    idle: Idle
+    memory: Memory
+
+    @property
+    def median_latency(self) -> float:
+        """Median latency beyond settle-period (seconds)."""
+        return statistics.median(r.latency for r in self.replacements)
+
+    @property
+    def median_calls(self) -> float:
+        """Median calls per replacement, pings aside."""
+        return statistics.median(r.total_calls for r in self.replacements)
+
+    @property
+    def median_calls_without_next(self) -> float:
+        """Median calls per replacement, pings and AllWatcher.Next aside."""
+        return statistics.median(r.calls_without_next for r in self.replacements)
+
+
+# -- subprocesses ------------------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(bench.SRC), str(bench.ROOT)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def agent_command(config: pathlib.Path) -> list[str]:
+    """The real CLI when it exists, else bench.agent_main (same wiring)."""
+    if importlib.util.find_spec("whirlwind.cli") is not None:
+        return [sys.executable, "-m", "whirlwind", "run", "--config", str(config)]
+    return [sys.executable, "-m", "bench.agent_main", "--config", str(config)]
+
+
+def uses_cli() -> bool:
+    """Whether the agent runs through `python -m whirlwind run`."""
+    return importlib.util.find_spec("whirlwind.cli") is not None
+
+
+async def _spawn(
+    args: list[str], log_path: pathlib.Path, *, pipe_stdout: bool = False
+) -> asyncio.subprocess.Process:
+    log = _open_log(log_path)
+    try:
+        return await asyncio.create_subprocess_exec(
+            *args,
+            cwd=bench.ROOT,
+            env=_env(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE if pipe_stdout else log,
+            stderr=log,
+        )
+    finally:
+        log.close()
+
+
+def _open_log(path: pathlib.Path) -> BinaryIO:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Closed by the caller once the child has its own copy of the descriptor.
+    return open(path, "ab")
+
+
+async def _terminate(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+def _tail(path: pathlib.Path, lines: int = 20) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+@dataclasses.dataclass
+class AgentProcess:
+    """The real agent in a subprocess, reached through its control socket."""
+
+    proc: asyncio.subprocess.Process
+    socket: pathlib.Path
+    log: pathlib.Path
+
+    @property
+    def pid(self) -> int:
+        """The agent's process id."""
+        return self.proc.pid
+
+    async def call(self, command: str, timeout: float = 10.0, **args: Any) -> Any:
+        """One control request, off the event loop (the fake runs on it)."""
+        client = control.ControlClient(self.socket, timeout=timeout)
+        return await asyncio.to_thread(client.call, command, timeout, **args)
+
+    async def wait_connected(self) -> None:
+        """Wait until the agent answers `status` with connected: true."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.returncode is not None:
+                raise RuntimeError(f"agent exited ({self.proc.returncode}):\n{_tail(self.log)}")
+            with contextlib.suppress(control.AgentUnavailableError):
+                if (await self.call("status")).get("connected"):
+                    return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"agent not connected after {READY_TIMEOUT:g}s:\n{_tail(self.log)}")
+
+
+@contextlib.asynccontextmanager
+async def run_agent(
+    controller: fake_server.FakeJujuController,
+    workdir: pathlib.Path,
+    options: Options,
+    *,
+    status_poll_interval: int = 60,
+) -> AsyncIterator[AgentProcess]:
+    """Render settings for `controller` as the charm would, start the agent, stop it after."""
+    config, agent_settings = _write_agent_settings(
+        controller, workdir, options, status_poll_interval
+    )
+    log = workdir / "agent.log"
+    proc = await _spawn(agent_command(config), log)
+    agent = AgentProcess(proc, agent_settings.control_socket, log)
+    try:
+        await agent.wait_connected()
+        yield agent
+    finally:
+        await _terminate(proc)
+
+
+def _write_agent_settings(
+    controller: fake_server.FakeJujuController,
+    workdir: pathlib.Path,
+    options: Options,
+    status_poll_interval: int,
+) -> tuple[pathlib.Path, settings_mod.AgentSettings]:
+    """Settings file plus a 0600 password file, as the charm renders them."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    agent_settings = settings_mod.AgentSettings(
+        controller=settings_mod.ControllerSettings(
+            endpoints=(controller.endpoint,),
+            ca_cert=controller.ca_cert,
+            username=controller.username,
+            password=controller.password,
+        ),
+        model_uuid=controller.model_uuid,
+        services=(TARGET,),
+        interval=86400,  # no timer-driven work: replacements come from replace-now only
+        settle_period=options.settle_period,
+        state_dir=workdir / "state",
+        control_socket=workdir / "control.sock",
+        log_level="INFO",
+        status_poll_interval=status_poll_interval,
+    )
+    password_file = workdir / "password"
+    settings_mod.write_file_atomically(password_file, controller.password + "\n", 0o600)
+    config = workdir / "settings.yaml"
+    settings_mod.write_file_atomically(
+        config, settings_mod.dump_settings(agent_settings, password_file), 0o600
+    )
+    return config, agent_settings
+
+
+def _write_connect_file(controller: fake_server.FakeJujuController, path: pathlib.Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    settings_mod.write_file_atomically(path, json.dumps(controller.info()), 0o600)
+
+
+@dataclasses.dataclass
+class BaselineProcess:
+    """The naive baseline in a subprocess, reporting events as JSON lines."""
+
+    proc: asyncio.subprocess.Process
+    log: pathlib.Path
+
+    @property
+    def pid(self) -> int:
+        """The baseline's process id."""
+        return self.proc.pid
+
+    async def next_event(self, timeout: float = REPLACE_TIMEOUT) -> dict[str, Any]:
+        """The next event line; raise if the process ends first."""
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not line:
+            await self.proc.wait()
+            raise RuntimeError(f"baseline exited ({self.proc.returncode}):\n{_tail(self.log)}")
+        return json.loads(line)
+
+    async def wait_for(self, event: str, timeout: float = REPLACE_TIMEOUT) -> dict[str, Any]:
+        """Skip events until `event`."""
+        while True:
+            found = await self.next_event(timeout)
+            if found["event"] == event:
+                return found
+
+
+@contextlib.asynccontextmanager
+async def run_baseline(
+    controller: fake_server.FakeJujuController, workdir: pathlib.Path, *args: str
+) -> AsyncIterator[BaselineProcess]:
+    """Start the baseline against `controller` with `args`; wait until it has connected."""
+    connect = workdir / "connect.json"
+    _write_connect_file(controller, connect)
+    log = workdir / "baseline.log"
+    command = [sys.executable, "-m", "bench.baseline", "--connect", str(connect), *args]
+    proc = await _spawn(command, log, pipe_stdout=True)
+    baseline = BaselineProcess(proc, log)
+    try:
+        await baseline.wait_for("connected", READY_TIMEOUT)
+        yield baseline
+    finally:
+        await _terminate(proc)
+
+
+# -- measurements ------------------------------------------------------------------------------
+
+
+def _replacement(
+    controller: fake_server.FakeJujuController,
+    options: Options,
+    old: str,
+    new: str,
+    start: float,
+    end: float,
+) -> Replacement:
+    destroy_at = fakes.first_call_time(controller, fakes.DESTROY_UNIT, start, end)
+    if destroy_at is None:
+        raise RuntimeError(f"no DestroyUnit call while replacing {old}")
+    healthy_at = fakes.healthy_since(controller, new, destroy_at)
+    return Replacement(
+        old_unit=old,
+        new_unit=new,
+        duration=end - start,
+        latency=destroy_at - (healthy_at + options.settle_period),
+        calls=dict(fakes.count_calls(controller, start, end)),
+    )
+
+
+async def _quiet_window(
+    controller: fake_server.FakeJujuController, options: Options, poll_interval: float
+) -> Idle:
+    await asyncio.sleep(1.0)  # let start-up calls pass
+    start = time.time()
+    await asyncio.sleep(options.idle_window)
+    end = time.time()
+    calls = fakes.count_calls(controller, start, end, exclude=())
+    pings = calls.pop(fakes.PING, 0)
+    return Idle(options.idle_window, poll_interval, dict(calls), pings)
+
+
+async def _big_model(fake: _Fake, options: Options, pid: int) -> Memory:
+    await asyncio.sleep(1.0)  # the snapshot and the first full status are in; let it settle
+    snapshot = procstat.read_sample(pid)
+    samples: dict[str, procstat.ProcSample] = {}
+    half = options.deltas // 2
+    seconds = await fakes.churn(
+        fake.controller,
+        fake.taps,
+        BIG,
+        options.deltas,
+        batch=options.batch,
+        checkpoints={
+            half: lambda: samples.__setitem__("half", procstat.read_sample(pid)),
+            options.deltas: lambda: samples.__setitem__("full", procstat.read_sample(pid)),
+        },
+    )
+    return Memory(
+        units=options.big_units + options.target_units,
+        deltas=options.deltas,
+        snapshot=snapshot,
+        half=samples["half"],
+        full=samples["full"],
+        churn_seconds=seconds,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fake:
+    controller: fake_server.FakeJujuController
+    taps: Mapping[str, fakes.WatcherTap]
+
+
+@contextlib.asynccontextmanager
+async def _fake(options: Options, *, big: bool = False) -> AsyncIterator[_Fake]:
+    controller, taps = await fakes.start_fake(
+        {TARGET: options.target_units},
+        step_delay=options.step_delay,
+        bulk={BIG: options.big_units} if big else None,
+    )
+    try:
+        yield _Fake(controller, taps)
+    finally:
+        await controller.stop()
+
+
+async def measure_agent(options: Options, workdir: pathlib.Path, say: Any) -> SideResult:
+    """Replacements, idle window and big-model memory of the real agent."""
+    replacements = []
+    say("agent: replacements")
+    async with _fake(options) as fake:
+        controller = fake.controller
+        async with run_agent(controller, workdir / "replace", options) as agent:
+            for _ in range(options.replacements):
+                await asyncio.sleep(options.pause)
+                start = time.time()
+                result = await agent.call(
+                    "replace-now", timeout=REPLACE_TIMEOUT, service=TARGET, wait=True
+                )
+                end = time.time()
+                if result.get("result") != "ok":
+                    raise RuntimeError(f"agent replacement did not succeed: {result}")
+                replacements.append(
+                    _replacement(
+                        controller, options, result["old-unit"], result["new-unit"], start, end
+                    )
+                )
+                say(f"  {_describe(replacements[-1])}")
+    say(f"agent: idle window of {options.idle_window:g}s")
+    async with _fake(options) as fake:
+        controller = fake.controller
+        async with run_agent(
+            controller,
+            workdir / "idle",
+            options,
+            status_poll_interval=options.idle_poll_interval,
+        ):
+            idle = await _quiet_window(controller, options, options.idle_poll_interval)
+    say(f"agent: {options.big_units} units, {options.deltas} deltas")
+    async with _fake(options, big=True) as fake:
+        controller = fake.controller
+        async with run_agent(controller, workdir / "big", options) as agent:
+            memory = await _big_model(fake, options, agent.pid)
+    return SideResult("agent", tuple(replacements), idle, memory)
+
+
+async def measure_baseline(options: Options, workdir: pathlib.Path, say: Any) -> SideResult:
+    """Replacements, idle window and big-model memory of the naive baseline."""
+    replacements = []
+    say("baseline: replacements")
+    async with _fake(options) as fake:
+        controller = fake.controller
+        args = ["replace", "--application", TARGET, "--count", str(options.replacements)]
+        args += ["--settle-period", str(options.settle_period), "--pause", str(options.pause)]
+        async with run_baseline(controller, workdir / "replace", *args) as baseline:
+            for _ in range(options.replacements):
+                start = await baseline.wait_for("start")
+                done = await baseline.wait_for("done")
+                replacements.append(
+                    _replacement(
+                        controller, options, done["old"], done["new"], start["t"], done["t"]
+                    )
+                )
+                say(f"  {_describe(replacements[-1])}")
+            await baseline.wait_for("disconnected")
+    say(f"baseline: idle window of {options.idle_window:g}s")
+    async with _fake(options) as fake:
+        controller = fake.controller
+        async with run_baseline(controller, workdir / "idle", "idle"):
+            idle = await _quiet_window(controller, options, 0.5)
+    say(f"baseline: {options.big_units} units, {options.deltas} deltas")
+    async with _fake(options, big=True) as fake:
+        controller = fake.controller
+        async with run_baseline(controller, workdir / "big", "idle") as baseline:
+            memory = await _big_model(fake, options, baseline.pid)
+    return SideResult("baseline", tuple(replacements), idle, memory)
+
+
+def _describe(replacement: Replacement) -> str:
+    return (
+        f"{replacement.old_unit} -> {replacement.new_unit}: "
+        f"{replacement.latency * 1000:.0f} ms after settle, "
+        f"{replacement.total_calls} calls ({replacement.calls_without_next} without Next), "
+        f"{replacement.duration:.2f}s"
+    )
+
+
+def summarize_calls(replacements: tuple[Replacement, ...]) -> collections.Counter[str]:
+    """Calls by Facade.Method summed over all replacements."""
+    total: collections.Counter[str] = collections.Counter()
+    for replacement in replacements:
+        total.update(replacement.calls)
+    return total
