@@ -224,13 +224,32 @@ def lifecycle_idle(fake: fake_server.FakeJujuController) -> bool:
 class _ChangeProbe(fake_model.AllWatcher):
     """Registered like a watcher so it sees every change of the model as it happens."""
 
-    def __init__(self, model: fake_model.ModelState, on_change: Callable[[], None]) -> None:
-        super().__init__("invariant-probe", model)
+    def __init__(
+        self, model: fake_model.ModelState, on_change: Callable[[], None], name: str
+    ) -> None:
+        super().__init__(name, model)
         self._on_change = on_change
 
     def notify(self, kind: str, key: str, change: str, info: dict[str, Any]) -> None:
         """Check the invariants after this change."""
         self._on_change()
+
+
+def cut_off_when(fake: fake_server.FakeJujuController, condition: Callable[[], bool]) -> None:
+    """Abort every connection the moment `condition` holds after a change of the model.
+
+    The change happens inside the request that causes it, so the reply to that request is
+    lost: the call took effect in Juju but the agent never hears the answer.
+    """
+    name = f"cut-off-{len(fake.model.watchers)}"
+
+    def check() -> None:
+        if condition():
+            fake.model.watchers.pop(name, None)
+            for session in list(fake._sessions.values()):
+                session.ws.transport.abort()
+
+    fake.model.watchers[name] = _ChangeProbe(fake.model, check, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +277,7 @@ class InvariantChecker:
         self.seen_units: set[str] = set(model.units)
         self.machine_of: dict[str, str] = {u.name: u.machine_id for u in model.units.values()}
         self.samples = 0
-        self._probe = _ChangeProbe(model, self.sample)
+        self._probe = _ChangeProbe(model, self.sample, "invariant-probe")
         model.watchers[self._probe.id] = self._probe
         self.sample()
 

@@ -93,3 +93,38 @@ async def test_replacement_survives_connection_fault(
         assert len(fake.calls_to("Application", method)) == 2
     assert harness.units_of(fake, APP) == {f"{APP}/1", f"{APP}/2", NEW}
     checker.assert_final(agent.history())
+
+
+@pytest.mark.parametrize("call", ["AddUnits", "DestroyUnit"])
+async def test_call_that_took_effect_but_lost_its_answer_neither_doubles_nor_leaks(
+    fake_juju_factory: fake_fixtures.ControllerFactory,
+    agent_factory: conftest.InProcessAgentFactory,
+    call: str,
+):
+    fake = await fake_juju_factory({APP: 3, harness.OWN_APP: 1})
+    checker = harness.InvariantChecker(fake, [APP])
+    agent = await agent_factory(fake, (APP,))
+    pump = harness.ClockPump(fake)
+    if call == "AddUnits":
+        harness.cut_off_when(fake, lambda: NEW in fake.model.units)
+    else:
+        harness.cut_off_when(fake, lambda: harness.unit_life(fake, OLD) == "dying")
+
+    request = asyncio.create_task(agent.replace_now(APP))
+    await pump.until(request.done, timeout=20, what="replacement finished")
+    await pump.until(lambda: harness.lifecycle_idle(fake), what="Juju settled")
+    result = request.result()
+
+    assert result["result"] == "ok", result
+    assert (result["old-unit"], result["new-unit"]) == (OLD, NEW)
+    assert agent.backend.sessions == 2
+    if call == "AddUnits":
+        # The unit the lost call created was found and adopted, not added a second time.
+        assert len(fake.calls_to("Application", "AddUnits")) == 1
+        assert fake.state()["units"][NEW]["annotations"]["whirlwind/op"] == result["id"]
+    else:
+        # Asked once more after the reconnect: harmless, the unit is already dying.
+        assert len(fake.calls_to("Application", "DestroyUnit")) == 2
+        assert fake.calls_to("MachineManager", "DestroyMachineWithParams") == []
+    assert checker.added_units == {NEW}
+    checker.assert_final(agent.history())
