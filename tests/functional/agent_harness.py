@@ -24,7 +24,7 @@ import random
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from tests.fakejuju import clock as fake_clock
 from tests.fakejuju import model as fake_model
@@ -441,6 +441,8 @@ def agent_env() -> dict[str, str]:
 class AgentProcess:
     """`python -m whirlwind run --config FILE` as a child process, with its control socket."""
 
+    COMMAND: ClassVar[tuple[str, ...]] = (sys.executable, "-m", "whirlwind")
+
     def __init__(self, settings: settings_mod.AgentSettings, folder: pathlib.Path) -> None:
         self.settings = settings
         self.folder = folder
@@ -459,9 +461,7 @@ class AgentProcess:
         self.runs += 1
         with self.log_path.open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "whirlwind",
+                *self.COMMAND,
                 "run",
                 "--config",
                 str(self.config),
@@ -534,9 +534,7 @@ class AgentProcess:
     async def ctl(self, *args: str, timeout: float = 30.0) -> tuple[int, Any, str]:
         """Run `python -m whirlwind ctl --socket S ARGS`; return (exit code, JSON out, stderr)."""
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "whirlwind",
+            *self.COMMAND,
             "ctl",
             "--socket",
             str(self.settings.control_socket),

@@ -8,10 +8,12 @@ manual clock, moved one lifecycle step at a time by a ClockPump while the test w
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
 from tests.fakejuju import fixtures as fake_fixtures
+from tests.fakejuju import model as fake_model
 from tests.functional import agent_harness as harness
 from tests.functional import conftest
 from whirlwind import control
@@ -211,3 +213,36 @@ async def test_circuit_breaker_stops_an_app_after_repeated_failures_until_succes
     assert blocked["next-service"] is None
     assert cleared["blocked-services"] == {}
     checker.assert_final(history)
+
+
+async def test_settle_period_needs_continuous_health_of_the_new_unit(
+    fake_juju_factory: fake_fixtures.ControllerFactory,
+    agent_factory: conftest.InProcessAgentFactory,
+):
+    fake = await fake_juju_factory({APP: 2, harness.OWN_APP: 1})
+    checker = harness.InvariantChecker(fake, [APP])
+    new = f"{APP}/2"
+    agent = await agent_factory(fake, (APP,), settle_period=1)
+    pump = harness.ClockPump(fake)
+    request = asyncio.create_task(agent.replace_now(APP))
+    await pump.until(lambda: harness.unit_status(fake, new) == "active", what="new unit active")
+    await asyncio.sleep(0.5)
+
+    # A hiccup within the settle period (a hook runs again): the period starts over.
+    healthy = fake.model.units[new]
+    busy = fake_model.Status("maintenance", "running config-changed hook", fake.clock.now())
+    fake.model.put_unit(dataclasses.replace(healthy, workload=busy))
+    await asyncio.sleep(0.2)
+    fake.model.put_unit(dataclasses.replace(healthy, workload=healthy.workload))
+    # Healthy again for less than the settle period, but for more than one since it began.
+    await asyncio.sleep(0.7)
+    destroys_before_settled = len(fake.calls_to("Application", "DestroyUnit"))
+    step_before_settled = [op.step for op in agent.unfinished()]
+    await pump.until(request.done, what="replacement finished")
+    await pump.until(lambda: harness.lifecycle_idle(fake), what="Juju settled")
+
+    assert destroys_before_settled == 0
+    assert step_before_settled == ["settle"]
+    assert request.result()["result"] == "ok"
+    assert request.result()["new-unit"] == new
+    checker.assert_final(agent.history())
