@@ -24,6 +24,7 @@ QUICK = harness.Options(
     big_units=500,
     deltas=5000,
     batch=250,
+    warmup=0.5,
 )
 
 
@@ -43,6 +44,12 @@ def _parse_args(argv: list[str]) -> tuple[harness.Options, argparse.Namespace]:
     parser.add_argument("--units", type=int, help=f"big model size, default {defaults.big_units}")
     parser.add_argument("--deltas", type=int, help=f"default {defaults.deltas}")
     parser.add_argument("--batch", type=int, help=f"deltas per batch, default {defaults.batch}")
+    parser.add_argument("--warmup", type=float, help=f"default {defaults.warmup}")
+    parser.add_argument(
+        "--phases",
+        default=",".join(harness.PHASES),
+        help=f"comma-separated subset of {','.join(harness.PHASES)} (default: all)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     args = parser.parse_args(argv)
     options = QUICK if args.quick else defaults
@@ -55,10 +62,16 @@ def _parse_args(argv: list[str]) -> tuple[harness.Options, argparse.Namespace]:
         "big_units": args.units,
         "deltas": args.deltas,
         "batch": args.batch,
+        "warmup": args.warmup,
     }
     options = dataclasses.replace(options, **{k: v for k, v in overrides.items() if v is not None})
     if min(options.replacements, options.deltas, options.batch, options.big_units) < 1:
         parser.error("counts must be 1 or more")
+    phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
+    unknown = sorted(set(phases) - set(harness.PHASES))
+    if unknown or not phases:
+        parser.error(f"--phases: choose from {', '.join(harness.PHASES)}")
+    args.phases = phases
     if options.batch > options.big_units:
         parser.error("--batch must not exceed --units (each batch changes distinct units)")
     return options, args
@@ -68,9 +81,9 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-async def _main(options: harness.Options, workdir: pathlib.Path) -> str:
-    baseline = await harness.measure_baseline(options, workdir / "baseline", _say)
-    agent = await harness.measure_agent(options, workdir / "agent", _say)
+async def _main(options: harness.Options, phases: tuple[str, ...], workdir: pathlib.Path) -> str:
+    baseline = await harness.measure("baseline", options, phases, workdir / "baseline", _say)
+    agent = await harness.measure("agent", options, phases, workdir / "agent", _say)
     return report.render(baseline, agent)
 
 
@@ -80,10 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="whirlwind-bench-"))
     agent_runs = "python -m whirlwind run" if harness.uses_cli() else "bench.agent_main"
-    _say(f"bench: {options} (agent via {agent_runs}; work folder {workdir})")
+    _say(f"bench: {options}, phases {','.join(args.phases)}")
+    _say(f"bench: agent via {agent_runs}; work folder {workdir}")
     began = time.monotonic()
     try:
-        text = asyncio.run(_main(options, workdir))
+        text = asyncio.run(_main(options, args.phases, workdir))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -20,7 +20,7 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, BinaryIO
 
 import bench
@@ -38,6 +38,16 @@ REPLACE_TIMEOUT = 300.0
 STOP_TIMEOUT = 15.0
 
 
+PHASES = ("replace", "idle", "memory")
+_PHASE_TITLES = {
+    "replace": "{o.replacements} replacements, settle-period {o.settle_period}s",
+    "idle": "idle window of {o.idle_window:g}s",
+    "memory": "{o.big_units:,} units, {o.deltas:,} deltas",
+}
+
+Say = Callable[[str], None]
+
+
 @dataclasses.dataclass(frozen=True)
 class Options:
     """What to run: sizes, windows and timings (defaults reproduce bench/README.md)."""
@@ -52,6 +62,8 @@ class Options:
     big_units: int = 5000
     deltas: int = 100_000
     batch: int = 1000
+    # Quiet time after start-up before a window or a memory reading begins (seconds).
+    warmup: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +113,8 @@ class Memory:
     half: procstat.ProcSample
     full: procstat.ProcSample
     churn_seconds: float
+    # Calls other than pings while the deltas flowed (the sides keep polling status meanwhile).
+    churn_calls: Mapping[str, int]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,8 +123,8 @@ class SideResult:
 
     name: str
     replacements: tuple[Replacement, ...]
-    idle: Idle
-    memory: Memory
+    idle: Idle | None
+    memory: Memory | None
 
     @property
     def median_latency(self) -> float:
@@ -357,7 +371,7 @@ def _replacement(
 async def _quiet_window(
     controller: fake_server.FakeJujuController, options: Options, poll_interval: float
 ) -> Idle:
-    await asyncio.sleep(1.0)  # let start-up calls pass
+    await asyncio.sleep(options.warmup)  # let start-up calls pass
     start = time.time()
     await asyncio.sleep(options.idle_window)
     end = time.time()
@@ -367,8 +381,9 @@ async def _quiet_window(
 
 
 async def _big_model(fake: _Fake, options: Options, pid: int) -> Memory:
-    await asyncio.sleep(1.0)  # the snapshot and the first full status are in; let it settle
+    await asyncio.sleep(options.warmup)  # the snapshot and first full status are in: settle
     snapshot = procstat.read_sample(pid)
+    start = time.time()
     samples: dict[str, procstat.ProcSample] = {}
     half = options.deltas // 2
     seconds = await fakes.churn(
@@ -389,6 +404,7 @@ async def _big_model(fake: _Fake, options: Options, pid: int) -> Memory:
         half=samples["half"],
         full=samples["full"],
         churn_seconds=seconds,
+        churn_calls=dict(fakes.count_calls(fake.controller, start, time.time())),
     )
 
 
@@ -411,76 +427,106 @@ async def _fake(options: Options, *, big: bool = False) -> AsyncIterator[_Fake]:
         await controller.stop()
 
 
-async def measure_agent(options: Options, workdir: pathlib.Path, say: Any) -> SideResult:
-    """Replacements, idle window and big-model memory of the real agent."""
-    replacements = []
-    say("agent: replacements")
-    async with _fake(options) as fake:
-        controller = fake.controller
-        async with run_agent(controller, workdir / "replace", options) as agent:
-            for _ in range(options.replacements):
-                await asyncio.sleep(options.pause)
-                start = time.time()
-                result = await agent.call(
-                    "replace-now", timeout=REPLACE_TIMEOUT, service=TARGET, wait=True
+async def _agent_replacements(options: Options, workdir: pathlib.Path, say: Say) -> Any:
+    replacements: list[Replacement] = []
+    async with _fake(options) as fake, run_agent(fake.controller, workdir, options) as agent:
+        for _ in range(options.replacements):
+            await asyncio.sleep(options.pause)
+            start = time.time()
+            result = await agent.call(
+                "replace-now", timeout=REPLACE_TIMEOUT, service=TARGET, wait=True
+            )
+            end = time.time()
+            if result.get("result") != "ok":
+                raise RuntimeError(f"agent replacement did not succeed: {result}")
+            replacements.append(
+                _replacement(
+                    fake.controller, options, result["old-unit"], result["new-unit"], start, end
                 )
-                end = time.time()
-                if result.get("result") != "ok":
-                    raise RuntimeError(f"agent replacement did not succeed: {result}")
-                replacements.append(
-                    _replacement(
-                        controller, options, result["old-unit"], result["new-unit"], start, end
-                    )
-                )
-                say(f"  {_describe(replacements[-1])}")
-    say(f"agent: idle window of {options.idle_window:g}s")
-    async with _fake(options) as fake:
-        controller = fake.controller
-        async with run_agent(
-            controller,
-            workdir / "idle",
-            options,
-            status_poll_interval=options.idle_poll_interval,
-        ):
-            idle = await _quiet_window(controller, options, options.idle_poll_interval)
-    say(f"agent: {options.big_units} units, {options.deltas} deltas")
-    async with _fake(options, big=True) as fake:
-        controller = fake.controller
-        async with run_agent(controller, workdir / "big", options) as agent:
-            memory = await _big_model(fake, options, agent.pid)
-    return SideResult("agent", tuple(replacements), idle, memory)
+            )
+            say(f"  {_describe(replacements[-1])}")
+    return tuple(replacements)
 
 
-async def measure_baseline(options: Options, workdir: pathlib.Path, say: Any) -> SideResult:
-    """Replacements, idle window and big-model memory of the naive baseline."""
-    replacements = []
-    say("baseline: replacements")
-    async with _fake(options) as fake:
-        controller = fake.controller
-        args = ["replace", "--application", TARGET, "--count", str(options.replacements)]
-        args += ["--settle-period", str(options.settle_period), "--pause", str(options.pause)]
-        async with run_baseline(controller, workdir / "replace", *args) as baseline:
-            for _ in range(options.replacements):
-                start = await baseline.wait_for("start")
-                done = await baseline.wait_for("done")
-                replacements.append(
-                    _replacement(
-                        controller, options, done["old"], done["new"], start["t"], done["t"]
-                    )
+async def _agent_idle(options: Options, workdir: pathlib.Path, say: Say) -> Any:
+    poll = options.idle_poll_interval
+    async with (
+        _fake(options) as fake,
+        run_agent(fake.controller, workdir, options, status_poll_interval=poll),
+    ):
+        return await _quiet_window(fake.controller, options, poll)
+
+
+async def _agent_memory(options: Options, workdir: pathlib.Path, say: Say) -> Any:
+    async with (
+        _fake(options, big=True) as fake,
+        run_agent(fake.controller, workdir, options) as agent,
+    ):
+        return await _big_model(fake, options, agent.pid)
+
+
+async def _baseline_replacements(options: Options, workdir: pathlib.Path, say: Say) -> Any:
+    replacements: list[Replacement] = []
+    args = ["replace", "--application", TARGET, "--count", str(options.replacements)]
+    args += ["--settle-period", str(options.settle_period), "--pause", str(options.pause)]
+    async with _fake(options) as fake, run_baseline(fake.controller, workdir, *args) as baseline:
+        for _ in range(options.replacements):
+            start = await baseline.wait_for("start")
+            done = await baseline.wait_for("done")
+            replacements.append(
+                _replacement(
+                    fake.controller, options, done["old"], done["new"], start["t"], done["t"]
                 )
-                say(f"  {_describe(replacements[-1])}")
-            await baseline.wait_for("disconnected")
-    say(f"baseline: idle window of {options.idle_window:g}s")
-    async with _fake(options) as fake:
-        controller = fake.controller
-        async with run_baseline(controller, workdir / "idle", "idle"):
-            idle = await _quiet_window(controller, options, 0.5)
-    say(f"baseline: {options.big_units} units, {options.deltas} deltas")
-    async with _fake(options, big=True) as fake:
-        controller = fake.controller
-        async with run_baseline(controller, workdir / "big", "idle") as baseline:
-            memory = await _big_model(fake, options, baseline.pid)
-    return SideResult("baseline", tuple(replacements), idle, memory)
+            )
+            say(f"  {_describe(replacements[-1])}")
+        await baseline.wait_for("disconnected")
+    return tuple(replacements)
+
+
+async def _baseline_idle(options: Options, workdir: pathlib.Path, say: Say) -> Any:
+    async with _fake(options) as fake, run_baseline(fake.controller, workdir, "idle"):
+        return await _quiet_window(fake.controller, options, 0.5)
+
+
+async def _baseline_memory(options: Options, workdir: pathlib.Path, say: Say) -> Any:
+    async with (
+        _fake(options, big=True) as fake,
+        run_baseline(fake.controller, workdir, "idle") as baseline,
+    ):
+        return await _big_model(fake, options, baseline.pid)
+
+
+_Phase = Callable[[Options, pathlib.Path, Say], Awaitable[Any]]
+_PHASES: Mapping[str, Mapping[str, _Phase]] = {
+    "agent": {
+        "replace": _agent_replacements,
+        "idle": _agent_idle,
+        "memory": _agent_memory,
+    },
+    "baseline": {
+        "replace": _baseline_replacements,
+        "idle": _baseline_idle,
+        "memory": _baseline_memory,
+    },
+}
+
+
+async def measure(
+    side: str, options: Options, phases: tuple[str, ...], workdir: pathlib.Path, say: Say
+) -> SideResult:
+    """Run the chosen phases (replace, idle, memory) for one side, each on a fresh fake."""
+    results: dict[str, Any] = {}
+    for phase in PHASES:
+        if phase not in phases:
+            continue
+        say(f"{side}: {_PHASE_TITLES[phase].format(o=options)}")
+        results[phase] = await _PHASES[side][phase](options, workdir / phase, say)
+    return SideResult(
+        side,
+        results.get("replace", ()),
+        results.get("idle"),
+        results.get("memory"),
+    )
 
 
 def _describe(replacement: Replacement) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from bench import fakes, harness, procstat
+from bench import fakes, harness
 
 # The agent's production status poll interval (AgentSettings default), for the idle estimate.
 DEFAULT_POLL_INTERVAL = 60.0
@@ -29,8 +29,8 @@ class Row:
 
 
 def _ratio(baseline: float, agent: float) -> str:
-    if agent == 0:
-        return "inf" if baseline else "-"
+    if agent <= 0 or baseline < 0:
+        return "-"
     return f"{baseline / agent:.1f}x"
 
 
@@ -45,32 +45,39 @@ def idle_at_default(idle: harness.Idle, default_interval: float) -> float:
 
 
 def build_rows(baseline: harness.SideResult, agent: harness.SideResult) -> list[Row]:
-    """Every metric, both sides, with targets where the issue sets one."""
+    """Every metric both sides measured, with targets where the issue sets one."""
     rows: list[Row] = []
-    latency_max = max(r.latency for r in agent.replacements)
-    rows.append(
+    if baseline.replacements and agent.replacements:
+        rows += _replacement_rows(baseline, agent)
+    if baseline.idle is not None and agent.idle is not None:
+        rows += _idle_rows(baseline.idle, agent.idle)
+    if baseline.memory is not None and agent.memory is not None:
+        rows += _memory_rows(baseline.memory, agent.memory)
+    return rows
+
+
+def _replacement_rows(baseline: harness.SideResult, agent: harness.SideResult) -> list[Row]:
+    worst = max(r.latency for r in agent.replacements)
+    target = f"< {LATENCY_TARGET * 1000:.0f} ms"
+    return [
         Row(
             "latency beyond settle-period, median",
             baseline.median_latency * 1000,
             agent.median_latency * 1000,
             "ms",
-            f"< {LATENCY_TARGET * 1000:.0f} ms",
+            target,
             agent.median_latency < LATENCY_TARGET,
             0,
-        )
-    )
-    rows.append(
+        ),
         Row(
             "latency beyond settle-period, worst",
             max(r.latency for r in baseline.replacements) * 1000,
-            latency_max * 1000,
+            worst * 1000,
             "ms",
-            f"< {LATENCY_TARGET * 1000:.0f} ms",
-            latency_max < LATENCY_TARGET,
+            target,
+            worst < LATENCY_TARGET,
             0,
-        )
-    )
-    rows.append(
+        ),
         Row(
             "calls per replacement, median (pings aside)",
             baseline.median_calls,
@@ -79,9 +86,7 @@ def build_rows(baseline: harness.SideResult, agent: harness.SideResult) -> list[
             f"<= {CALLS_TARGET}",
             agent.median_calls <= CALLS_TARGET,
             0,
-        )
-    )
-    rows.append(
+        ),
         Row(
             "  of which not AllWatcher.Next",
             baseline.median_calls_without_next,
@@ -90,101 +95,78 @@ def build_rows(baseline: harness.SideResult, agent: harness.SideResult) -> list[
             f"<= {CALLS_TARGET}",
             agent.median_calls_without_next <= CALLS_TARGET,
             0,
-        )
-    )
-    agent_only_status = set(agent.idle.calls) <= {fakes.FULL_STATUS}
-    rows.append(
+        ),
+    ]
+
+
+def _idle_rows(baseline: harness.Idle, agent: harness.Idle) -> list[Row]:
+    only_status = set(agent.calls) <= {fakes.FULL_STATUS}
+    return [
         Row(
-            f"idle calls/hour, polling every {baseline.idle.poll_interval:g}s"
-            f" / {agent.idle.poll_interval:g}s",
-            baseline.idle.per_hour(),
-            agent.idle.per_hour(),
+            f"idle calls/hour, polling every {baseline.poll_interval:g}s"
+            f" / {agent.poll_interval:g}s",
+            baseline.per_hour(),
+            agent.per_hour(),
             "calls/h",
             "status polls only",
-            agent_only_status,
+            only_status,
             0,
-        )
-    )
-    rows.append(
+        ),
         Row(
-            f"idle calls/hour at the default poll ({0.5:g}s / {DEFAULT_POLL_INTERVAL:g}s)",
-            idle_at_default(baseline.idle, 0.5),
-            idle_at_default(agent.idle, DEFAULT_POLL_INTERVAL),
+            f"idle calls/hour at the default poll ({baseline.poll_interval:g}s"
+            f" / {DEFAULT_POLL_INTERVAL:g}s)",
+            idle_at_default(baseline, baseline.poll_interval),
+            idle_at_default(agent, DEFAULT_POLL_INTERVAL),
             "calls/h",
             "status polls only",
-            agent_only_status,
+            only_status,
             0,
-        )
-    )
-    base_mem, agent_mem = baseline.memory, agent.memory
-    units = agent_mem.units
-    rows.append(
+        ),
+    ]
+
+
+def _memory_rows(baseline: harness.Memory, agent: harness.Memory) -> list[Row]:
+    half, total = agent.deltas // 2, agent.deltas
+    growth = agent.full.rss_mib - agent.half.rss_mib
+    return [
         Row(
-            f"RSS after the snapshot of {units:,} units",
-            base_mem.snapshot.rss_mib,
-            agent_mem.snapshot.rss_mib,
+            f"RSS after the snapshot of {agent.units:,} units",
+            baseline.snapshot.rss_mib,
+            agent.snapshot.rss_mib,
             "MiB",
-        )
-    )
-    for label, pick in (
-        (f"RSS after {agent_mem.deltas // 2:,} deltas", _half),
-        (f"RSS after {agent_mem.deltas:,} deltas", _full),
-    ):
-        rows.append(Row(label, pick(base_mem).rss_mib, pick(agent_mem).rss_mib, "MiB"))
-    growth = agent_mem.full.rss_mib - agent_mem.half.rss_mib
-    rows.append(
+        ),
+        Row(f"RSS after {half:,} deltas", baseline.half.rss_mib, agent.half.rss_mib, "MiB"),
+        Row(f"RSS after {total:,} deltas", baseline.full.rss_mib, agent.full.rss_mib, "MiB"),
         Row(
-            f"RSS growth, deltas {agent_mem.deltas // 2:,} -> {agent_mem.deltas:,}",
-            base_mem.full.rss_mib - base_mem.half.rss_mib,
+            f"RSS growth, deltas {half:,} -> {total:,}",
+            baseline.full.rss_mib - baseline.half.rss_mib,
             growth,
             "MiB",
             f"flat (< {FLAT_MIB:g} MiB)",
             growth < FLAT_MIB,
-        )
-    )
-    rows.append(
+        ),
         Row(
-            f"RSS growth, snapshot -> {agent_mem.deltas:,} deltas",
-            base_mem.full.rss_mib - base_mem.snapshot.rss_mib,
-            agent_mem.full.rss_mib - agent_mem.snapshot.rss_mib,
+            f"RSS growth, snapshot -> {total:,} deltas",
+            baseline.full.rss_mib - baseline.snapshot.rss_mib,
+            agent.full.rss_mib - agent.snapshot.rss_mib,
             "MiB",
-        )
-    )
-    rows.append(
-        Row(
-            "peak RSS (VmHWM)",
-            base_mem.full.hwm_mib,
-            agent_mem.full.hwm_mib,
-            "MiB",
-        )
-    )
-    rows.append(
+        ),
+        Row("peak RSS (VmHWM)", baseline.full.hwm_mib, agent.full.hwm_mib, "MiB"),
         Row(
             "CPU: start, connect, snapshot",
-            base_mem.snapshot.cpu_seconds,
-            agent_mem.snapshot.cpu_seconds,
+            baseline.snapshot.cpu_seconds,
+            agent.snapshot.cpu_seconds,
             "s",
             digits=2,
-        )
-    )
-    rows.append(
+        ),
         Row(
-            f"CPU: {agent_mem.deltas:,} deltas",
-            base_mem.full.cpu_seconds - base_mem.snapshot.cpu_seconds,
-            agent_mem.full.cpu_seconds - agent_mem.snapshot.cpu_seconds,
+            f"CPU: {total:,} deltas (and status polls meanwhile)",
+            baseline.full.cpu_seconds - baseline.snapshot.cpu_seconds,
+            agent.full.cpu_seconds - agent.snapshot.cpu_seconds,
             "s",
             digits=2,
-        )
-    )
-    return rows
-
-
-def _half(memory: harness.Memory) -> procstat.ProcSample:
-    return memory.half
-
-
-def _full(memory: harness.Memory) -> procstat.ProcSample:
-    return memory.full
+        ),
+    ]
 
 
 def render_table(rows: list[Row]) -> str:
@@ -207,34 +189,46 @@ def render_breakdowns(baseline: harness.SideResult, agent: harness.SideResult) -
     """Calls per replacement and idle calls by Facade.Method, per side."""
     out: list[str] = []
     for side in (baseline, agent):
-        count = len(side.replacements)
-        totals = harness.summarize_calls(side.replacements)
-        out.append(f"{side.name}: calls per replacement by Facade.Method (mean of {count}):")
-        out.extend(f"  {name:<42} {n / count:6.1f}" for name, n in totals.most_common())
-        out.append(
-            f"{side.name}: each replacement (latency beyond settle-period, calls, duration):"
-        )
-        out.extend(
-            f"  {r.old_unit} -> {r.new_unit}: {r.latency * 1000:7.1f} ms, {r.total_calls} calls"
-            f" ({r.calls_without_next} without Next), {r.duration:.2f}s"
-            for r in side.replacements
-        )
-        idle = side.idle
-        out.append(
-            f"{side.name}: idle window {idle.window:g}s, polling every {idle.poll_interval:g}s"
-            f" (Pinger.Ping left out: {idle.pings}):"
-        )
-        out.extend(
-            f"  {name:<42} {n:6d}  -> {n * 3600.0 / idle.window:8.0f}/h"
-            for name, n in sorted(idle.calls.items())
-        )
-        if not idle.calls:
-            out.append("  (no calls)")
+        if side.replacements:
+            out += _replacement_details(side.name, side.replacements)
+        if side.idle is not None:
+            out += _idle_details(side.name, side.idle)
         memory = side.memory
-        out.append(
-            f"{side.name}: churn of {memory.deltas:,} deltas took {memory.churn_seconds:.1f}s"
-        )
+        if memory is not None:
+            calls = ", ".join(f"{n} {name}" for name, n in sorted(memory.churn_calls.items()))
+            out.append(
+                f"{side.name}: {memory.units:,} units; {memory.deltas:,} deltas took"
+                f" {memory.churn_seconds:.1f}s; calls meanwhile: {calls or 'none'}"
+            )
     return "\n".join(out)
+
+
+def _replacement_details(name: str, replacements: tuple[harness.Replacement, ...]) -> list[str]:
+    count = len(replacements)
+    totals = harness.summarize_calls(replacements)
+    out = [f"{name}: calls per replacement by Facade.Method (mean of {count}):"]
+    out += [f"  {call:<42} {n / count:6.1f}" for call, n in totals.most_common()]
+    out.append(f"{name}: each replacement (latency beyond settle-period, calls, duration):")
+    out += [
+        f"  {r.old_unit} -> {r.new_unit}: {r.latency * 1000:7.1f} ms, {r.total_calls} calls"
+        f" ({r.calls_without_next} without Next), {r.duration:.2f}s"
+        for r in replacements
+    ]
+    return out
+
+
+def _idle_details(name: str, idle: harness.Idle) -> list[str]:
+    out = [
+        f"{name}: idle window {idle.window:g}s, polling every {idle.poll_interval:g}s"
+        f" (Pinger.Ping left out: {idle.pings}):"
+    ]
+    out += [
+        f"  {call:<42} {n:6d}  -> {n * 3600.0 / idle.window:8.0f}/h"
+        for call, n in sorted(idle.calls.items())
+    ]
+    if not idle.calls:
+        out.append("  (no calls)")
+    return out
 
 
 def render(baseline: harness.SideResult, agent: harness.SideResult) -> str:
