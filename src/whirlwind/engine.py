@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime
 import logging
@@ -151,8 +150,14 @@ class Engine:
         return False
 
     async def _sleep(self, timeout: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        """Sleep until `timeout` passes or something calls for attention (`_wake`)."""
+        # Not asyncio.wait_for: before Python 3.12 it swallows a cancellation that arrives
+        # together with the event (the property test found that), and the agent must stop.
+        waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait([waiter], timeout=timeout)
+        finally:
+            waiter.cancel()
 
     def _get_sleep(self) -> float:
         if self._paused:
@@ -166,11 +171,12 @@ class Engine:
         return min(wait, IDLE)
 
     async def _cancel_tasks(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        pending = {t for t in self._tasks if not t.done()}
+        while pending:
+            # Cancel again until they end: asyncio.wait_for before Python 3.12 may swallow one.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
         self._tasks.clear()
         self._in_flight.clear()
 

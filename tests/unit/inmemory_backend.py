@@ -35,6 +35,10 @@ LOST = "lost"
 FAULTS = (HEALTHY, HOOK_ERROR, PROVISIONING_ERROR, NEVER_SETTLE, LOST)
 
 
+# Loop iterations without time passing before the virtual loop calls it a livelock.
+MAX_SPINS = 200_000
+
+
 class DeadlockError(RuntimeError):
     """Nothing is scheduled and nothing can wake the virtual loop: the test would hang."""
 
@@ -45,11 +49,19 @@ class _VirtualSelector(selectors.DefaultSelector):
     def __init__(self) -> None:
         super().__init__()
         self.now = 0.0
+        self.spins = 0
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         events = super().select(0)
         if events:
             return events
+        if timeout == 0:
+            # Something is always ready: a livelock would spin forever without moving time.
+            self.spins += 1
+            if self.spins > MAX_SPINS:
+                raise DeadlockError("virtual loop: tasks keep running without time passing")
+            return []
+        self.spins = 0
         if timeout is None:
             # Only another thread could wake us (call_soon_threadsafe): give it a real moment.
             events = super().select(2.0)

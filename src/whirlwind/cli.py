@@ -1,0 +1,300 @@
+"""Command line: `python -m whirlwind run --config FILE [--once]` and `... ctl COMMAND`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import pathlib
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import whirlwind
+from whirlwind import backend as backend_mod
+from whirlwind import control, logsetup
+from whirlwind import engine as engine_mod
+from whirlwind import journal as journal_mod
+from whirlwind import settings as settings_mod
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+# How long a stopping engine gets to return before it is cancelled (seconds).
+SHUTDOWN_GRACE = 10.0
+# Default client timeouts: quick requests, and replace-now waiting for the whole operation.
+CTL_TIMEOUT = 10.0
+CTL_WAIT_TIMEOUT = 6 * 3600.0
+
+BackendFactory = Callable[[settings_mod.AgentSettings], backend_mod.JujuBackend]
+
+
+class UsageError(Exception):
+    """Bad command-line arguments."""
+
+
+def default_backend_factory(settings: settings_mod.AgentSettings) -> backend_mod.JujuBackend:
+    """The production backend: libjuju, imported only when the agent runs (it is heavy)."""
+    # Imported here: libjuju costs 0.6 s and 90 MB, and ctl never needs it.
+    from whirlwind import libjuju_backend
+
+    return libjuju_backend.LibjujuBackend(settings)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `python -m whirlwind`."""
+    parser = _Parser(prog="whirlwind", description=whirlwind.__doc__)
+    parser.add_argument("--version", action="version", version=whirlwind.__version__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run the agent")
+    run.add_argument("--config", required=True, type=pathlib.Path, help="settings YAML file")
+    run.add_argument(
+        "--once", action="store_true", help="replace one unit of the next due service and exit"
+    )
+
+    ctl = commands.add_parser("ctl", help="talk to a running agent")
+    ctl.add_argument(
+        "--socket",
+        type=pathlib.Path,
+        default=settings_mod.DEFAULT_CONTROL_SOCKET,
+        help="control socket of the agent",
+    )
+    ctl.add_argument("--timeout", type=float, default=None, help="seconds to wait for an answer")
+    requests = ctl.add_subparsers(dest="request", required=True, parser_class=_Parser)
+    requests.add_parser("status", help="the agent's state")
+    requests.add_parser("pause", help="start no new replacements")
+    requests.add_parser("resume", help="start replacements again")
+    history = requests.add_parser("history", help="the newest operations")
+    history.add_argument("--limit", type=int, default=20)
+    replace = requests.add_parser("replace-now", help="replace one unit now")
+    replace.add_argument("service")
+    replace.add_argument("--unit", default=None, help="the unit to replace (default: oldest)")
+    replace.add_argument("--no-wait", action="store_true", help="return once it has started")
+    replace.add_argument(
+        "--dry-run", action="store_true", default=None, help="plan only, change nothing"
+    )
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None, *, backend_factory: BackendFactory | None = None
+) -> int:
+    """Entry point; returns the exit code (0 ok, 1 failed/unreachable, 2 bad input)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"whirlwind: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "run":
+        return run_command(args.config, once=args.once, backend_factory=backend_factory)
+    return ctl_command(args)
+
+
+# -- ctl ---------------------------------------------------------------------------------
+
+
+def ctl_command(args: argparse.Namespace) -> int:
+    """Send one control request and print its JSON result."""
+    if args.request == "history" and args.limit < 1:
+        print("whirlwind: --limit must be 1 or more", file=sys.stderr)
+        return EXIT_USAGE
+    waiting = args.request == "replace-now" and not args.no_wait
+    timeout = args.timeout or (CTL_WAIT_TIMEOUT if waiting else CTL_TIMEOUT)
+    client = control.ControlClient(args.socket, timeout=timeout)
+    try:
+        if args.request == "history":
+            result: Any = client.history(args.limit)
+        elif args.request == "replace-now":
+            request = control.ReplaceNowRequest(
+                service=args.service, unit=args.unit, wait=not args.no_wait, dry_run=args.dry_run
+            )
+            result = client.replace_now(request)
+        else:
+            result = client.call(args.request)
+    except control.AgentUnavailableError as exc:
+        print(f"whirlwind: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except control.ControlError as exc:
+        print(f"whirlwind: {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE if exc.code == control.BAD_REQUEST else EXIT_FAILED
+    print(json.dumps(result, indent=2))
+    return EXIT_OK
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+def run_command(
+    config: pathlib.Path, *, once: bool = False, backend_factory: BackendFactory | None = None
+) -> int:
+    """Load settings, run the agent until a signal (or one replacement with `once`)."""
+    try:
+        settings = settings_mod.load_settings(config)
+    except settings_mod.SettingsError as exc:
+        print(f"whirlwind: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logsetup.setup_logging(settings.log_level)
+    agent = Agent(config, settings, backend_factory or default_backend_factory)
+    try:
+        return asyncio.run(agent.run(once=once))
+    except journal_mod.JournalError as exc:
+        logger.error("%s", exc)
+        print(f"whirlwind: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+class _EngineProxy:
+    """The control server's handler: forwards to whichever engine runs now."""
+
+    def __init__(self) -> None:
+        self.engine: engine_mod.Engine | None = None
+
+    def _get(self) -> engine_mod.Engine:
+        if self.engine is None:
+            raise control.ControlError(control.NOT_READY, "the agent is starting")
+        return self.engine
+
+    async def get_status(self) -> dict[str, Any]:
+        """Forwarded to the engine."""
+        return await self._get().get_status()
+
+    async def pause(self) -> dict[str, Any]:
+        """Forwarded to the engine."""
+        return await self._get().pause()
+
+    async def resume(self) -> dict[str, Any]:
+        """Forwarded to the engine."""
+        return await self._get().resume()
+
+    async def get_history(self, limit: int) -> list[dict[str, Any]]:
+        """Forwarded to the engine."""
+        return await self._get().get_history(limit)
+
+    async def replace_now(self, request: control.ReplaceNowRequest) -> dict[str, Any]:
+        """Forwarded to the engine."""
+        return await self._get().replace_now(request)
+
+
+class Agent:
+    """The running agent: settings file, backend, engine and control server, plus signals."""
+
+    def __init__(
+        self,
+        config: pathlib.Path,
+        settings: settings_mod.AgentSettings,
+        backend_factory: BackendFactory,
+    ) -> None:
+        self._config = config
+        self._settings = settings
+        self._backend_factory = backend_factory
+        self._proxy = _EngineProxy()
+        self._engine: engine_mod.Engine | None = None
+        self._shutdown = False
+        self._restart = False
+        self._server: control.ControlServer | None = None
+
+    def request_shutdown(self) -> None:
+        """Stop cleanly (SIGTERM, SIGINT)."""
+        logger.info("shutting down")
+        self._shutdown = True
+        if self._engine is not None:
+            self._engine.stop()
+
+    async def reload(self) -> None:
+        """Read the settings file again and apply it (SIGHUP); keep the old ones if invalid."""
+        try:
+            new = settings_mod.load_settings(self._config)
+        except settings_mod.SettingsError as exc:
+            logger.error("settings not reloaded: %s", exc)
+            return
+        old, self._settings = self._settings, new
+        logsetup.setup_logging(new.log_level)
+        if new.state_dir != old.state_dir:
+            logger.warning("state-dir changes take effect at the next start")
+        if new.control_socket != old.control_socket and self._server is not None:
+            await self._server.stop()
+            self._server = control.ControlServer(new.control_socket, self._proxy)
+            await self._server.start()
+        if self._engine is not None and self._engine.reload(new):
+            logger.info("controller settings changed: reconnecting")
+            self._restart = True
+            self._engine.stop()
+
+    async def run(self, *, once: bool = False) -> int:
+        """Run until shut down; with `once`, one replacement; return the exit code."""
+        logger.info("whirlwind %s starting", whirlwind.__version__)
+        logger.info("effective settings: %s", json.dumps(self._settings.describe()))
+        loop = asyncio.get_running_loop()
+        journal = journal_mod.Journal.open_in(self._settings.state_dir)
+        handled = self._install_signals(loop)
+        self._server = control.ControlServer(self._settings.control_socket, self._proxy)
+        try:
+            await self._server.start()
+            while True:
+                self._restart = False
+                ok = await self._run_engine(journal, once=once)
+                if once:
+                    return EXIT_OK if ok else EXIT_FAILED
+                if self._shutdown or not self._restart:
+                    return EXIT_OK
+        finally:
+            for signum in handled:
+                loop.remove_signal_handler(signum)
+            await self._server.stop()
+            journal.close()
+            logger.info("whirlwind stopped")
+
+    async def _run_engine(self, journal: journal_mod.Journal, *, once: bool) -> bool:
+        backend = self._backend_factory(self._settings)
+        engine = engine_mod.Engine(self._settings, backend, journal)
+        self._engine = engine
+        self._proxy.engine = engine
+        await backend.start()
+        task = asyncio.ensure_future(engine.run(once=once))
+        try:
+            if self._shutdown:
+                engine.stop()
+            while not task.done():
+                await asyncio.wait([task], timeout=1.0)
+                if (self._shutdown or self._restart) and not task.done():
+                    _, pending = await asyncio.wait([task], timeout=SHUTDOWN_GRACE)
+                    if pending:
+                        task.cancel()
+                        await asyncio.wait([task])
+            return not task.cancelled() and task.result()
+        finally:
+            self._proxy.engine = None
+            self._engine = None
+            await backend.stop()
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
+        handled: list[int] = []
+        reloads: set[asyncio.Task[None]] = set()
+
+        def on_hup() -> None:
+            task = asyncio.ensure_future(self.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        for signum, callback in (
+            (signal.SIGTERM, self.request_shutdown),
+            (signal.SIGINT, self.request_shutdown),
+            (signal.SIGHUP, on_hup),
+        ):
+            try:
+                loop.add_signal_handler(signum, callback)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                continue
+            handled.append(signum)
+        return handled

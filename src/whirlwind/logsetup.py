@@ -1,0 +1,48 @@
+"""Logging for the agent: one stderr handler, and libjuju's password-logging logger kept quiet."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+# At DEBUG, libjuju logs every frame it sends, including the Login password.
+SECRET_LOGGERS = ("juju.client.connection",)
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _NoSecretDebug(logging.Filter):
+    """Drop records below INFO from loggers that would print credentials."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.INFO:
+            return True
+        return not any(
+            record.name == name or record.name.startswith(name + ".") for name in SECRET_LOGGERS
+        )
+
+
+_handler: logging.Handler | None = None
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr at `level` (idempotent: a second call only changes the level)."""
+    global _handler
+    root = logging.getLogger()
+    if _handler is None:
+        _handler = logging.StreamHandler(sys.stderr)
+        _handler.setFormatter(logging.Formatter(FORMAT))
+        _handler.addFilter(_NoSecretDebug())
+        root.addHandler(_handler)
+    root.setLevel(level)
+    for name in SECRET_LOGGERS:
+        secret = logging.getLogger(name)
+        if secret.getEffectiveLevel() < logging.INFO:
+            secret.setLevel(logging.INFO)
+
+
+def teardown_logging() -> None:
+    """Remove the handler setup_logging added (tests, and a clean exit)."""
+    global _handler
+    if _handler is not None:
+        logging.getLogger().removeHandler(_handler)
+        _handler = None
