@@ -92,9 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     options, args = _parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="whirlwind-bench-"))
-    agent_runs = "python -m whirlwind run" if harness.uses_cli() else "bench.agent_main"
     _say(f"bench: {options}, phases {','.join(args.phases)}")
-    _say(f"bench: agent via {agent_runs}; work folder {workdir}")
+    _say(f"bench: work folder {workdir}")
     began = time.monotonic()
     try:
         text = asyncio.run(_main(options, args.phases, workdir))
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print(text)
-    print(f"\n(run took {time.monotonic() - began:.0f}s; agent via {agent_runs})")
+    print(f"\n(run took {time.monotonic() - began:.0f}s)")
     return 0
 
 

@@ -11,7 +11,6 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import importlib.util
 import json
 import logging
 import os
@@ -155,15 +154,8 @@ def _env() -> dict[str, str]:
 
 
 def agent_command(config: pathlib.Path) -> list[str]:
-    """The real CLI when it exists, else bench.agent_main (same wiring)."""
-    if importlib.util.find_spec("whirlwind.cli") is not None:
-        return [sys.executable, "-m", "whirlwind", "run", "--config", str(config)]
-    return [sys.executable, "-m", "bench.agent_main", "--config", str(config)]
-
-
-def uses_cli() -> bool:
-    """Whether the agent runs through `python -m whirlwind run`."""
-    return importlib.util.find_spec("whirlwind.cli") is not None
+    """The agent exactly as the charm's systemd unit runs it."""
+    return [sys.executable, "-m", "whirlwind", "run", "--config", str(config)]
 
 
 async def _spawn(
