@@ -79,7 +79,7 @@ async def test_unit_lost_while_settling_is_rolled_back_with_force(
 ):
     fake = await fake_juju_factory({APP: 3, harness.OWN_APP: 1})
     checker = harness.InvariantChecker(fake, [APP])
-    agent = await agent_factory(fake, (APP,), remove_timeout=3)
+    agent = await agent_factory(fake, (APP,), remove_timeout=2)
     pump = harness.ClockPump(fake)
     request = asyncio.create_task(agent.replace_now(APP))
     # Freeze Juju while the new unit runs its install hook: the agent is settling.
