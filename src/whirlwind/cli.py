@@ -269,9 +269,10 @@ class Agent:
                 await asyncio.wait([task], timeout=1.0)
                 if (self._shutdown or self._restart) and not task.done():
                     _, pending = await asyncio.wait([task], timeout=SHUTDOWN_GRACE)
-                    if pending:
+                    while pending:
+                        # Cancel until it ends: wait_for before 3.12 may swallow a cancel.
                         task.cancel()
-                        await asyncio.wait([task])
+                        _, pending = await asyncio.wait([task], timeout=1.0)
             return not task.cancelled() and task.result()
         finally:
             self._proxy.engine = None

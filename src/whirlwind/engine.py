@@ -267,6 +267,9 @@ class Engine:
 
     async def _execute(self, op: journal_mod.Operation, recovering: bool) -> journal_mod.Operation:
         attempts = 0
+        # Only an operation that ended (or was stopped) frees its slot: after anything else the
+        # agent is going down, and nothing new may start on the application meanwhile.
+        release = False
         try:
             while True:
                 try:
@@ -290,10 +293,14 @@ class Engine:
                     await asyncio.sleep(RETRY_DELAY)
                     recovering = True
             self._after_operation(final)
+            release = True
             return final
+        except asyncio.CancelledError:
+            release = True
+            raise
         finally:
             current = self._in_flight.get(op.service)
-            if current is not None and current.op_id == op.id:
+            if release and current is not None and current.op_id == op.id:
                 del self._in_flight[op.service]
 
     def _after_operation(self, op: journal_mod.Operation) -> None:

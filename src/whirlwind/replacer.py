@@ -175,7 +175,11 @@ class Replacer:
                     raise
                 remaining = self._remaining(deadline)
                 if remaining <= 0:
-                    raise DeadlineError(f"{what}: {exc}") from None
+                    if self._backend.connected:
+                        raise DeadlineError(f"{what}: {exc}") from None
+                    # Nothing can be done blind: the deadline is judged once connected again.
+                    await self._backend.wait_synced(RECHECK)
+                    continue
                 wait = min(delay, remaining)
                 logger.warning("%s failed (%s); trying again in %.0fs", what, exc, wait)
                 await self._pause(wait)
@@ -184,13 +188,20 @@ class Replacer:
     async def _wait_view(
         self, predicate: Callable[[model_view.ModelView], bool], deadline: datetime.datetime | None
     ) -> bool:
-        """Wait (event-driven) until `predicate` holds on a connected view, or the deadline."""
+        """Wait (event-driven) until `predicate` holds on a connected view, or the deadline.
+
+        A deadline that passes while disconnected is judged after one fresh look at the
+        reconnected view: a stale view must not turn into a failed (or leaking) operation.
+        """
         while True:
             if self._backend.connected and predicate(self._view):
                 return True
             remaining = self._remaining(deadline)
             if remaining <= 0:
-                return False
+                if self._backend.connected:
+                    return False
+                await self._backend.wait_synced(RECHECK)
+                continue
             wait = remaining if self._backend.connected else min(remaining, RECHECK)
             await self._view.wait_for_change(wait)
 
@@ -306,6 +317,9 @@ class Replacer:
                 remove_timeout = self._get_settings().remove_timeout
                 return self._step(op, journal_mod.REMOVE, deadline=self._in(remove_timeout))
             remaining = self._remaining(op.deadline)
+            if remaining <= 0 and not self._backend.connected:
+                await self._backend.wait_synced(RECHECK)
+                continue
             if remaining <= 0:
                 timeout = self._get_settings().settle_timeout
                 return self._start_rollback(op, f"new unit {new} did not settle within {timeout}s")

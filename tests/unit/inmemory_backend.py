@@ -196,10 +196,12 @@ class InMemoryBackend:
         """True at once when connected, else after a reconnect within `timeout`."""
         if self._connected:
             return True
+        # asyncio.wait, not wait_for: before 3.12 wait_for can swallow a cancellation.
+        waiter = asyncio.ensure_future(self._reconnected.wait())
         try:
-            await asyncio.wait_for(self._reconnected.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
+            await asyncio.wait([waiter], timeout=timeout)
+        finally:
+            waiter.cancel()
         return self._connected
 
     async def add_unit(self, application: str) -> str:

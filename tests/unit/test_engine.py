@@ -305,7 +305,9 @@ def test_dry_run_setting_records_dry_run_without_changes(tmp_path: pathlib.Path)
 
     async def scenario() -> list[journal_mod.Operation]:
         agent = await imb.start_agent(backend, tmp_path, dry_run=True)
-        await imb.wait_until(lambda: len(agent.history()) == 2)
+        await imb.wait_until(
+            lambda: len(agent.history()) == 2 and not agent.journal.get_unfinished()
+        )
         history = agent.history()
         await agent.stop()
         return history
