@@ -107,7 +107,7 @@ class Replacer:
         ] = {
             journal_mod.PLAN: self._plan,
             journal_mod.ADD: self._add_recovering if recovering else self._add,
-            journal_mod.SETTLE: self._settle,
+            journal_mod.SETTLE: self._settle_recovering if recovering else self._settle,
             journal_mod.REMOVE: self._remove,
             journal_mod.CLEANUP: self._cleanup,
             journal_mod.ROLLBACK: self._rollback,
@@ -226,7 +226,18 @@ class Replacer:
             if adopted is not None:
                 logger.info("operation %s: adopting %s added before the restart", op.id, adopted)
                 op = self._journal.update(op, self._now(), new_unit=adopted, born=self._now())
+            else:
+                # Nothing was added yet: the add-and-settle time starts now, not before the stop.
+                settle_timeout = self._get_settings().settle_timeout
+                op = self._journal.update(op, self._now(), deadline=self._in(settle_timeout))
         return await self._add(op)
+
+    async def _settle_recovering(self, op: journal_mod.Operation) -> journal_mod.Operation:
+        """SETTLE after a restart: the original deadline, but time to watch one settle period."""
+        least = self._get_settings().settle_period + RECHECK
+        if self._remaining(op.deadline) < least:
+            op = self._journal.update(op, self._now(), deadline=self._in(least))
+        return await self._settle(op)
 
     async def _add(self, op: journal_mod.Operation) -> journal_mod.Operation:
         if op.new_unit is None:
@@ -392,6 +403,10 @@ class Replacer:
             )
         if self._view.get_unit(name) is None:
             return op, True
+        if self._remaining(op.deadline) <= 0:
+            # The deadline passed while the agent was down: the forced removal gets its time.
+            remove_timeout = self._get_settings().remove_timeout
+            op = self._journal.update(op, self._now(), deadline=self._in(remove_timeout))
         try:
             await self._call(
                 f"destroy {name} with force",

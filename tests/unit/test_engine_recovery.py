@@ -27,8 +27,10 @@ def _make_backend(scenario: str) -> imb.InMemoryBackend:
     backend = imb.InMemoryBackend()
     backend.add_application("app", 3)
     backend.add_application("bystander", 1)
-    if scenario == "hook-error":
+    if scenario.startswith("hook-error"):
         backend.next_unit_faults = [imb.HOOK_ERROR]
+    if scenario == "hook-error-stuck":
+        backend.stuck_dying.add("app/3")
     elif scenario == "stuck-dying":
         backend.stuck_dying.add("app/0")
     elif scenario == "machines-stay":
@@ -52,7 +54,7 @@ async def _record(scenario: str, state_dir: pathlib.Path) -> list[Event]:
 
 
 async def _crash_and_recover(
-    scenario: str, state_dir: pathlib.Path, crash_at: int
+    scenario: str, state_dir: pathlib.Path, crash_at: int, downtime: float
 ) -> tuple[imb.InMemoryBackend, list[journal_mod.Operation], Event]:
     backend = _make_backend(scenario)
     seen: list[Event] = []
@@ -71,6 +73,7 @@ async def _crash_and_recover(
         agent.task.result()
     agent.journal.close()
     backend.after_call = None
+    await asyncio.sleep(downtime)  # the agent is down; Juju goes on
 
     # A new agent on the same journal and the same model; paused: recovery only.
     agent = await imb.start_agent(backend, state_dir, seed=2, paused=True)
@@ -104,7 +107,7 @@ def _check_consistent(
     assert op.steps[-1].step == "done"
     if op.trigger == "recovery":
         assert "recover" in [s.step for s in op.steps]
-    if scenario == "hook-error":
+    if scenario.startswith("hook-error"):
         assert op.result == journal_mod.ROLLED_BACK
         assert live == INITIAL
     else:
@@ -114,8 +117,21 @@ def _check_consistent(
         assert live == ["app/1", "app/2", op.new_unit]
 
 
-@pytest.mark.parametrize("scenario", ["happy", "hook-error", "stuck-dying", "machines-stay"])
-def test_crash_at_every_step_then_recover(scenario: str, tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "downtime"),
+    [
+        ("happy", 0),
+        ("hook-error", 0),
+        ("stuck-dying", 0),
+        ("machines-stay", 0),
+        # Down for longer than every deadline: recovery must still give Juju its time.
+        ("stuck-dying", 1000),
+        ("hook-error-stuck", 1000),
+    ],
+)
+def test_crash_at_every_step_then_recover(
+    scenario: str, downtime: float, tmp_path: pathlib.Path
+) -> None:
     events = imb.run_virtual(_record(scenario, tmp_path / "record"))
     assert ("call", "add_unit") in events
     assert ("commit", "step:add") in events
@@ -123,7 +139,9 @@ def test_crash_at_every_step_then_recover(scenario: str, tmp_path: pathlib.Path)
     crashed_at: list[Event] = []
     for index in range(len(events)):
         state_dir = tmp_path / f"crash-{index}"
-        backend, history, event = imb.run_virtual(_crash_and_recover(scenario, state_dir, index))
+        backend, history, event = imb.run_virtual(
+            _crash_and_recover(scenario, state_dir, index, downtime)
+        )
         crashed_at.append(event)
         try:
             _check_consistent(scenario, backend, history)
