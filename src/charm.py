@@ -292,7 +292,7 @@ class WhirlwindCharm(ops.CharmBase):
         if isinstance(config, ops.BlockedStatus):
             return config
         if not self.unit.is_leader():
-            return ops.ActiveStatus(STANDBY_MESSAGE)
+            return ops.ActiveStatus(self._get_standby_message())
         desired = self._get_agent_settings(config)
         if isinstance(desired, ops.StatusBase):
             return desired
@@ -305,7 +305,17 @@ class WhirlwindCharm(ops.CharmBase):
         except (control.AgentUnavailableError, control.ControlError) as exc:
             logger.info("agent status unavailable: %s", exc)
             agent = None
-        return describe_status(config, self._get_pause_state(), agent)
+        return describe_status(
+            config, self._get_pause_state(), agent, datetime.datetime.now(datetime.timezone.utc)
+        )
+
+    def _get_standby_message(self) -> str:
+        """Standby, naming the leader whose agent works when this unit knows it."""
+        peer = self.model.get_relation(PEER_RELATION)
+        leader = peer.data[self.app].get(LEADER_KEY) if peer is not None else None
+        if leader and leader != self.unit.name:
+            return f"Standby: the agent runs on the leader ({leader})"
+        return STANDBY_MESSAGE
 
     # Actions.
 
@@ -408,39 +418,63 @@ class WhirlwindCharm(ops.CharmBase):
 
 
 def describe_status(
-    config: WhirlwindConfig, pause: PauseState, agent: Mapping[str, Any] | None
+    config: WhirlwindConfig,
+    pause: PauseState,
+    agent: Mapping[str, Any] | None,
+    now: datetime.datetime | None = None,
 ) -> ops.StatusBase:
-    """A one-line status from config and the agent's status (None: the agent did not answer)."""
+    """A one-line status from config and the agent's status (None: the agent did not answer).
+
+    Juju keeps every status change in `juju show-status-log`, so the text only changes when
+    something happened: the next replacement shows as a clock time, not a countdown.
+    """
     if agent is not None and not agent.get("connected", False):
         return ops.WaitingStatus("Agent connecting to the controller")
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     agent = agent or {}
     unknown = [s for s in agent.get("unknown-services") or [] if isinstance(s, str)]
-    services = [s for s in config.service_names if s not in unknown]
+    blocked_services = agent.get("blocked-services")
+    blocked = sorted(blocked_services) if isinstance(blocked_services, Mapping) else []
+    services = [s for s in config.service_names if s not in unknown and s not in blocked]
     in_flight = agent.get("in-flight")
-    if agent.get("paused", pause.paused):
-        since = agent.get("paused-since") or pause.since
-        parts = [f"paused since {_format_time(since)}" if since else "paused"]
-    elif isinstance(in_flight, Mapping):
+    paused = bool(agent.get("paused", pause.paused))
+    parts: list[str] = []
+    if paused:
+        since = pause.since or agent.get("paused-since")
+        parts.append(f"paused since {_format_time(since)}" if since else "paused")
+    if isinstance(in_flight, Mapping):
+        verb = "finishing" if paused else "replacing"
         step = in_flight.get("step")
-        what = in_flight.get("old-unit") or in_flight.get("service") or "a unit"
-        parts = [f"replacing {what}" + (f" ({step})" if step else "")]
-    elif not config.service_names:
-        parts = ["no services configured (set services=...)"]
-    elif services:
-        parts = [f"watching {', '.join(services)}", f"every {_format_duration(config.interval)}"]
-    else:
-        parts = []
+        parts.append(f"{verb} {_describe_operation(in_flight)}" + (f" ({step})" if step else ""))
+    elif not paused and not config.service_names:
+        parts.append("no services configured (set services=...)")
+    elif not paused and services:
+        parts += [f"watching {', '.join(services)}", f"every {_format_duration(config.interval)}"]
+        due, service = agent.get("next-due"), agent.get("next-service")
+        if isinstance(due, str) and isinstance(service, str):
+            parts.append(f"next {service} {_format_due(due, now)}")
     if unknown:
-        parts.append(f"unknown: {', '.join(unknown)}")
-    blocked = agent.get("blocked-services")
-    if isinstance(blocked, Mapping) and blocked:
-        parts.append(f"blocked on repeated failures of {', '.join(sorted(blocked))}")
+        parts.append(f"not in the model: {', '.join(unknown)}")
+    last = agent.get("last")
+    if isinstance(last, Mapping) and last.get("old-unit"):
+        parts.append(f"last {_describe_operation(last)} {last.get('result') or 'unknown'}")
     if not agent:
         parts.append("agent not answering")
     message = "; ".join(parts)
     if agent.get("dry-run", config.dry_run):
-        message = f"dry-run: {message}"
+        message = f"dry-run: {message}" if message else "dry-run"
+    if blocked:
+        # The operator must act: the agent stopped working on these applications.
+        head = f"blocked on repeated failures of {', '.join(blocked)}: run resume or replace-now"
+        return ops.BlockedStatus(_capitalise(f"{head}; {message}" if message else head))
     return ops.ActiveStatus(_capitalise(message))
+
+
+def _describe_operation(operation: Mapping[str, Any]) -> str:
+    """Old and new unit as "x/3 -> x/7", or "x/3" while (or when) there is no new unit."""
+    old = operation.get("old-unit") or operation.get("service") or "a unit"
+    new = operation.get("new-unit")
+    return f"{old} -> {new}" if new else str(old)
 
 
 def _describe_control_error(exc: control.ControlError, service: str) -> str:
@@ -502,6 +536,22 @@ def _format_duration(seconds: int) -> str:
     minutes, secs = divmod(rest, 60)
     text = "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n)
     return text or "0s"
+
+
+def _format_due(value: str, now: datetime.datetime) -> str:
+    """When the next replacement is due: "now", "at 10:04 UTC", or "at 2026-11-23 10:04 UTC"."""
+    try:
+        due = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return f"at {value}"
+    if due.tzinfo is None:
+        due = due.replace(tzinfo=datetime.timezone.utc)
+    due = due.astimezone(datetime.timezone.utc)
+    if due <= now:
+        return "due now"
+    if due - now < datetime.timedelta(hours=20):
+        return f"at {due:%H:%M} UTC"
+    return f"at {_format_time(value)}"
 
 
 def _format_time(value: str) -> str:

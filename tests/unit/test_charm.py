@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 from typing import Any
 
@@ -333,7 +334,9 @@ def test_losing_leadership_stops_the_agent_when_the_new_leader_speaks(
     out = ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
 
     assert not fake_workload.running
-    assert out.unit_status == testing.ActiveStatus("Standby: the leader's agent is active")
+    assert out.unit_status == testing.ActiveStatus(
+        "Standby: the agent runs on the leader (whirlwind/1)"
+    )
 
 
 def test_pause_state_from_the_peer_databag_is_rendered(
@@ -415,41 +418,109 @@ def config_of(**options: Any) -> charm.WhirlwindConfig:
     return charm.WhirlwindConfig(**options)
 
 
+NOW = datetime.datetime(2026, 11, 22, 10, 0, 30, tzinfo=datetime.timezone.utc)
+IN_FLIGHT = {
+    "id": "op-1",
+    "service": "wsgi-example",
+    "old-unit": "wsgi-example/3",
+    "new-unit": "wsgi-example/7",
+    "step": "settle",
+    "started": "2026-11-22T09:59:00Z",
+}
+LAST_OK = {
+    "id": "op-0",
+    "trigger": "interval",
+    "service": "wsgi-example",
+    "old-unit": "wsgi-example/3",
+    "new-unit": "wsgi-example/7",
+    "result": "ok",
+}
+BLOCKED = "Blocked on repeated failures of x: run resume or replace-now"
+
+
 @pytest.mark.parametrize(
     ("config", "pause", "agent", "expected"),
     [
-        (config_of(services="wsgi-example"), charm.PauseState(), agent_status(),
-         ops.ActiveStatus("Watching wsgi-example; every 10m")),
-        (config_of(services="a, b", interval=90), charm.PauseState(), agent_status(),
-         ops.ActiveStatus("Watching a, b; every 1m30s")),
-        (config_of(services="wsgi-example", interval=3600), charm.PauseState(),
-         agent_status(**{"dry-run": True}),
-         ops.ActiveStatus("Dry-run: watching wsgi-example; every 1h")),
-        (config_of(services="wsgi-example"), charm.PauseState(),
-         agent_status(paused=True, **{"paused-since": "2026-11-22T11:00:00+01:00"}),
-         ops.ActiveStatus("Paused since 2026-11-22 10:00 UTC")),
-        (config_of(services="wsgi-example"), charm.PauseState(True, None),
-         agent_status(paused=True), ops.ActiveStatus("Paused")),
-        (config_of(services="wsgi-example"), charm.PauseState(),
-         agent_status(**{"in-flight": {"id": "op-1", "service": "wsgi-example",
-                                       "old-unit": "wsgi-example/3", "new-unit": None,
-                                       "step": "settle", "started": "x"}}),
-         ops.ActiveStatus("Replacing wsgi-example/3 (settle)")),
-        (config_of(), charm.PauseState(), agent_status(services=[]),
-         ops.ActiveStatus("No services configured (set services=...)")),
-        (config_of(services="wsgi-example foo"), charm.PauseState(),
-         agent_status(**{"unknown-services": ["foo"]}),
-         ops.ActiveStatus("Watching wsgi-example; every 10m; unknown: foo")),
-        (config_of(services="foo"), charm.PauseState(),
-         agent_status(**{"unknown-services": ["foo"]}), ops.ActiveStatus("Unknown: foo")),
-        (config_of(services="x"), charm.PauseState(),
-         agent_status(**{"blocked-services": {"x": "3 failures"}}),
-         ops.ActiveStatus("Watching x; every 10m; blocked on repeated failures of x")),
-        (config_of(services="x", dry_run=True), charm.PauseState(True, "2026-01-02T03:04:05Z"),
-         None,
-         ops.ActiveStatus("Dry-run: paused since 2026-01-02 03:04 UTC; agent not answering")),
-        (config_of(services="x"), charm.PauseState(), agent_status(connected=False),
-         ops.WaitingStatus("Agent connecting to the controller")),
+        pytest.param(config_of(services="wsgi-example"), charm.PauseState(), agent_status(),
+                     ops.ActiveStatus("Watching wsgi-example; every 10m"), id="watching"),
+        pytest.param(config_of(services="a, b", interval=90), charm.PauseState(), agent_status(),
+                     ops.ActiveStatus("Watching a, b; every 1m30s"), id="two-services"),
+        pytest.param(config_of(services="wsgi-example"), charm.PauseState(),
+                     agent_status(**{"next-due": "2026-11-22T10:04:00+00:00",
+                                     "next-service": "wsgi-example", "last": LAST_OK}),
+                     ops.ActiveStatus("Watching wsgi-example; every 10m; next wsgi-example at "
+                                      "10:04 UTC; last wsgi-example/3 -> wsgi-example/7 ok"),
+                     id="next-and-last"),
+        pytest.param(config_of(services="a b"), charm.PauseState(),
+                     agent_status(**{"next-due": "2026-11-22T10:59:00+01:00",
+                                     "next-service": "b"}),
+                     ops.ActiveStatus("Watching a, b; every 10m; next b due now"),
+                     id="overdue-in-another-zone"),
+        pytest.param(config_of(services="a", interval=86400 * 2), charm.PauseState(),
+                     agent_status(**{"next-due": "2026-11-24T09:00:00Z", "next-service": "a"}),
+                     ops.ActiveStatus("Watching a; every 48h; next a at 2026-11-24 09:00 UTC"),
+                     id="next-another-day"),
+        pytest.param(config_of(services="wsgi-example", interval=3600), charm.PauseState(),
+                     agent_status(**{"dry-run": True, "last": {**LAST_OK, "new-unit": None,
+                                                               "result": "dry-run"}}),
+                     ops.ActiveStatus("Dry-run: watching wsgi-example; every 1h; "
+                                      "last wsgi-example/3 dry-run"), id="dry-run"),
+        pytest.param(config_of(services="wsgi-example"), charm.PauseState(),
+                     agent_status(paused=True, **{"paused-since": "2026-11-22T11:00:00+01:00",
+                                                  "last": LAST_OK}),
+                     ops.ActiveStatus("Paused since 2026-11-22 10:00 UTC; "
+                                      "last wsgi-example/3 -> wsgi-example/7 ok"),
+                     id="paused-by-the-agent"),
+        pytest.param(config_of(services="wsgi-example"),
+                     charm.PauseState(True, "2026-11-22T09:00:00+00:00"),
+                     agent_status(paused=True, **{"paused-since": "2026-11-22T09:30:00Z"}),
+                     ops.ActiveStatus("Paused since 2026-11-22 09:00 UTC"),
+                     id="paused-since-the-action-not-the-agent-start"),
+        pytest.param(config_of(services="wsgi-example"), charm.PauseState(True, None),
+                     agent_status(paused=True), ops.ActiveStatus("Paused"), id="paused"),
+        pytest.param(config_of(services="wsgi-example"), charm.PauseState(),
+                     agent_status(**{"in-flight": IN_FLIGHT, "last": LAST_OK,
+                                     "next-due": "2026-11-22T10:04:00Z",
+                                     "next-service": "wsgi-example"}),
+                     ops.ActiveStatus("Replacing wsgi-example/3 -> wsgi-example/7 (settle); "
+                                      "last wsgi-example/3 -> wsgi-example/7 ok"),
+                     id="replacing"),
+        pytest.param(config_of(services="wsgi-example"), charm.PauseState(),
+                     agent_status(**{"in-flight": {**IN_FLIGHT, "new-unit": None,
+                                                   "step": "add"}}),
+                     ops.ActiveStatus("Replacing wsgi-example/3 (add)"), id="adding"),
+        pytest.param(config_of(services="wsgi-example"), charm.PauseState(True, None),
+                     agent_status(paused=True, **{"in-flight": IN_FLIGHT}),
+                     ops.ActiveStatus("Paused; finishing wsgi-example/3 -> wsgi-example/7 "
+                                      "(settle)"), id="paused-while-in-flight"),
+        pytest.param(config_of(), charm.PauseState(), agent_status(services=[]),
+                     ops.ActiveStatus("No services configured (set services=...)"),
+                     id="no-services"),
+        pytest.param(config_of(services="wsgi-example foo"), charm.PauseState(),
+                     agent_status(**{"unknown-services": ["foo"]}),
+                     ops.ActiveStatus("Watching wsgi-example; every 10m; not in the model: foo"),
+                     id="unknown-service"),
+        pytest.param(config_of(services="foo"), charm.PauseState(),
+                     agent_status(**{"unknown-services": ["foo"]}),
+                     ops.ActiveStatus("Not in the model: foo"), id="only-unknown"),
+        pytest.param(config_of(services="x"), charm.PauseState(),
+                     agent_status(**{"blocked-services": {"x": "3 consecutive failures; last: "
+                                                               "hook failed"},
+                                     "last": {**LAST_OK, "service": "x", "old-unit": "x/1",
+                                              "new-unit": "x/4", "result": "rolled-back"}}),
+                     ops.BlockedStatus(f"{BLOCKED}; last x/1 -> x/4 rolled-back"),
+                     id="blocked"),
+        pytest.param(config_of(services="x y"), charm.PauseState(),
+                     agent_status(**{"blocked-services": {"x": "3 consecutive failures"},
+                                     "next-due": "2026-11-22T10:04:00Z", "next-service": "y"}),
+                     ops.BlockedStatus(f"{BLOCKED}; watching y; every 10m; next y at 10:04 UTC"),
+                     id="blocked-one-of-two"),
+        pytest.param(config_of(services="x", dry_run=True),
+                     charm.PauseState(True, "2026-01-02T03:04:05Z"), None,
+                     ops.ActiveStatus("Dry-run: paused since 2026-01-02 03:04 UTC; "
+                                      "agent not answering"), id="agent-not-answering"),
+        pytest.param(config_of(services="x"), charm.PauseState(), agent_status(connected=False),
+                     ops.WaitingStatus("Agent connecting to the controller"), id="connecting"),
     ],
 )  # fmt: skip
 def test_describe_status(
@@ -458,7 +529,49 @@ def test_describe_status(
     agent: dict[str, Any] | None,
     expected: ops.StatusBase,
 ):
-    assert charm.describe_status(config, pause, agent) == expected
+    assert charm.describe_status(config, pause, agent, NOW) == expected
+
+
+def test_the_everyday_status_stays_one_short_line():
+    agent = agent_status(**{"next-due": "2026-11-22T10:04:00Z", "next-service": "wsgi-example",
+                            "last": LAST_OK})  # fmt: skip
+
+    status = charm.describe_status(config_of(services="wsgi-example"), charm.PauseState(), agent)
+
+    assert "\n" not in status.message
+    assert len(status.message) <= 120, status.message
+
+
+def test_standby_without_a_known_leader(ctx: testing.Context):
+    out = ctx.run(ctx.on.update_status(), leader_state(leader=False))
+
+    assert out.unit_status == testing.ActiveStatus(charm.STANDBY_MESSAGE)
+
+
+def test_status_log_tells_the_story(ctx: testing.Context, fake_client: FakeControlClient):
+    # Each hook records one status; Juju keeps the changes as `juju show-status-log`.
+    replies = [
+        agent_status(**{"next-due": "2099-01-01T10:04:00Z", "next-service": "wsgi-example"}),
+        agent_status(**{"in-flight": IN_FLIGHT}),
+        agent_status(**{"next-due": "2099-01-01T10:14:00Z", "next-service": "wsgi-example",
+                        "last": LAST_OK}),
+        agent_status(paused=True, **{"paused-since": "2099-01-01T10:06:00Z", "last": LAST_OK}),
+    ]  # fmt: skip
+    state = leader_state()
+    messages = []
+
+    for reply in replies:
+        fake_client.status_reply = reply
+        state = ctx.run(ctx.on.update_status(), state)
+        messages.append(state.unit_status.message)
+
+    assert messages == [
+        "Watching wsgi-example; every 10m; next wsgi-example at 2099-01-01 10:04 UTC",
+        "Replacing wsgi-example/3 -> wsgi-example/7 (settle)",
+        "Watching wsgi-example; every 10m; next wsgi-example at 2099-01-01 10:14 UTC; "
+        "last wsgi-example/3 -> wsgi-example/7 ok",
+        "Paused since 2099-01-01 10:06 UTC; last wsgi-example/3 -> wsgi-example/7 ok",
+    ]
 
 
 def test_status_reports_unknown_services_from_the_agent(
@@ -469,7 +582,7 @@ def test_status_reports_unknown_services_from_the_agent(
     out = ctx.run(ctx.on.config_changed(), leader_state(config={"services": "wsgi-example nope"}))
 
     assert out.unit_status == testing.ActiveStatus(
-        "Watching wsgi-example; every 10m; unknown: nope"
+        "Watching wsgi-example; every 10m; not in the model: nope"
     )
 
 
