@@ -182,6 +182,7 @@ def test_ctl_replace_now_passes_every_option(
     argv = ["replace-now", "app", "--unit", "app/3", "--no-wait", "--dry-run"]
     with _serve(handler, socket_path):
         code = cli.main(["ctl", "--socket", str(socket_path), *argv])
+        printed = capsys.readouterr().out
         plain = cli.main(["ctl", "--socket", str(socket_path), "replace-now", "app"])
 
     assert (code, plain) == (cli.EXIT_OK, cli.EXIT_OK)
@@ -189,7 +190,12 @@ def test_ctl_replace_now_passes_every_option(
         control.ReplaceNowRequest("app", unit="app/3", wait=False, dry_run=True),
         control.ReplaceNowRequest("app", unit=None, wait=True, dry_run=None),
     ]
-    assert json.loads(capsys.readouterr().out.split("\n}\n")[0] + "}")["result"] == "started"
+    assert json.loads(printed) == {
+        "id": "1-x",
+        "service": "app",
+        "old-unit": "app/0",
+        "result": "started",
+    }
 
 
 def test_ctl_refusal_gives_one_line_and_exit_1(
