@@ -61,12 +61,14 @@ async def test_cli_replaces_rotates_reloads_and_stops_cleanly(
     assert paused["paused"] is True
     assert [op["id"] for op in recent] == [op["id"] for op in history[:2]]
     oldest_first = list(reversed(history))
-    assert [(op["trigger"], op["service"], op["result"]) for op in oldest_first] == [
+    assert [(op["trigger"], op["service"], op["result"]) for op in oldest_first[:4]] == [
         ("replace-now", ALPHA, "ok"),
         ("replace-now", BETA, "dry-run"),
         ("interval", ALPHA, "ok"),
         ("interval", BETA, "ok"),
     ]
+    # (A third interval run may have begun before the pause; it finished before SIGTERM.)
+    assert {op["result"] for op in oldest_first[4:]} <= {"ok"}
     assert exit_code == 0
     assert not agent.settings.control_socket.exists()
     assert code_gone == 1

@@ -225,21 +225,24 @@ async def test_settle_period_needs_continuous_health_of_the_new_unit(
     pump = harness.ClockPump(fake)
     request = asyncio.create_task(agent.replace_now(APP))
     await pump.until(lambda: harness.unit_status(fake, new) == "active", what="new unit active")
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.3)
+    settling_at_hiccup = [op.step for op in agent.unfinished()]
 
     # A hiccup within the settle period (a hook runs again): the period starts over.
     healthy = fake.model.units[new]
     busy = fake_model.Status("maintenance", "running config-changed hook", fake.clock.now())
     fake.model.put_unit(dataclasses.replace(healthy, workload=busy))
+    await harness.wait_for(lambda: not agent.backend.model.is_healthy(new), what="hiccup seen")
     await asyncio.sleep(0.2)
     fake.model.put_unit(dataclasses.replace(healthy, workload=healthy.workload))
     # Healthy again for less than the settle period, but for more than one since it began.
-    await asyncio.sleep(0.7)
+    await asyncio.sleep(0.9)
     destroys_before_settled = len(fake.calls_to("Application", "DestroyUnit"))
     step_before_settled = [op.step for op in agent.unfinished()]
     await pump.until(request.done, what="replacement finished")
     await pump.until(lambda: harness.lifecycle_idle(fake), what="Juju settled")
 
+    assert settling_at_hiccup == ["settle"]
     assert destroys_before_settled == 0
     assert step_before_settled == ["settle"]
     assert request.result()["result"] == "ok"

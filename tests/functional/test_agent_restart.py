@@ -30,6 +30,7 @@ OLD = f"{APP}/0"
 NEW = f"{APP}/3"
 OLD_MACHINE = "0"
 FOREVER = 3600.0  # a held call is never answered before the kill
+TOOK_EFFECT_HOLD = 1.0  # long enough to stop the agent before the held call goes through
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +106,11 @@ async def crash(
     """SIGKILL the agent; for a call that took effect, only once Juju has acted on it."""
     if point.took_effect:
         await agent.freeze()
+        # Stopped while the call is still held: Juju has not acted on it yet.
+        if point.step == "add":
+            assert NEW not in fake.model.units
+        else:
+            assert harness.unit_life(fake, OLD) == "alive"
         fake.set_latency(0)  # later calls are not held (the frozen one sleeps on)
         # The held call goes through while the agent cannot read the answer.
         if point.step == "add":
@@ -130,7 +136,7 @@ async def test_kill_9_then_restart_finishes_or_rolls_back(
         fake.fail_new_units(APP, point.failing_units)
     if point.held_call is not None:
         facade, method = point.held_call
-        hold = 0.5 if point.took_effect else FOREVER
+        hold = TOOK_EFFECT_HOLD if point.took_effect else FOREVER
         fake.set_latency(hold, facade, method)
     started = await agent.call("replace-now", service=APP, wait=False)
     await reach(point, fake, agent, pump)
