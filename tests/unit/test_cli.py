@@ -272,7 +272,7 @@ def test_run_once_with_nothing_to_do_exits_1(short_dir: pathlib.Path) -> None:
     assert code == cli.EXIT_FAILED
 
 
-def test_run_reloads_on_sighup_reconnects_on_new_credentials_and_stops_on_sigterm(
+def test_run_reloads_on_sighup_reconnects_on_a_new_password_and_stops_on_sigterm(
     short_dir: pathlib.Path,
 ) -> None:
     config = _write_config(short_dir)

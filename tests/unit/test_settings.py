@@ -80,7 +80,7 @@ def test_password_file_is_read_relative_to_the_settings_file(tmp_path: pathlib.P
     assert settings.paused is True
 
 
-def test_dump_and_load_round_trip_and_describe_hides_credentials(tmp_path: pathlib.Path) -> None:
+def test_dump_and_load_round_trip_and_describe_hides_secrets(tmp_path: pathlib.Path) -> None:
     settings = imb.make_settings(tmp_path, services=("app", "web"), own_application="ww")
     path = tmp_path / "settings.yaml"
     path.write_text(settings_mod.dump_settings(settings))
