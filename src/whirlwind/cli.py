@@ -148,9 +148,9 @@ def run_command(
     agent = Agent(config, settings, backend_factory or default_backend_factory)
     try:
         return asyncio.run(agent.run(once=once))
-    except journal_mod.JournalError as exc:
-        logger.error("%s", exc)
-        print(f"whirlwind: {exc}", file=sys.stderr)
+    except (journal_mod.JournalError, backend_mod.BackendError, OSError, ImportError) as exc:
+        # Expected trouble (disk, socket folder, controller, missing libjuju): one line.
+        logger.error("cannot run the agent: %s", exc)
         return EXIT_FAILED
 
 

@@ -223,11 +223,17 @@ def test_ctl_unreachable_agent_gives_one_line_and_exit_1(
 # -- run ---------------------------------------------------------------------------------
 
 
-def _write_config(state_dir: pathlib.Path, **overrides: Any) -> pathlib.Path:
-    values: dict[str, Any] = {"settle_period": 0, "settle_timeout": 5, "remove_timeout": 5}
+def _write_config(folder: pathlib.Path, **overrides: Any) -> pathlib.Path:
+    values: dict[str, Any] = {
+        "settle_period": 0,
+        "settle_timeout": 5,
+        "remove_timeout": 5,
+        "state_dir": folder,
+        "control_socket": folder / "control.sock",
+    }
     values.update(overrides)
-    settings = imb.make_settings(state_dir, **values)
-    config = state_dir / "settings.yaml"
+    settings = imb.make_settings(**values)
+    config = folder / "settings.yaml"
     config.write_text(settings_mod.dump_settings(settings))
     return config
 
@@ -259,6 +265,24 @@ def test_run_once_replaces_one_unit_and_exits_0(
     assert "effective settings:" in err
     assert "s3cret" not in err
     assert "BEGIN CERTIFICATE" not in err
+
+
+def test_run_with_an_unusable_state_dir_exits_1_without_a_traceback(
+    capsys: pytest.CaptureFixture[str], short_dir: pathlib.Path
+) -> None:
+    blocker = short_dir / "file"
+    blocker.write_text("")
+    config = _write_config(short_dir, state_dir=blocker / "state")
+
+    code = cli.main(
+        ["run", "--config", str(config), "--once"],
+        backend_factory=lambda _: imb.InMemoryBackend(timings=FAST),
+    )
+
+    assert code == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "cannot run the agent: cannot open journal" in err
+    assert "Traceback" not in err
 
 
 def test_run_once_with_nothing_to_do_exits_1(short_dir: pathlib.Path) -> None:

@@ -370,7 +370,8 @@ def test_status_reports_targets_unknown_services_and_schedule(tmp_path: pathlib.
     async def scenario() -> dict[str, object]:
         agent = await imb.start_agent(backend, tmp_path, services=("app", "ghost"))
         await asyncio.sleep(1)
-        status = await agent.engine.get_status()
+        handler: control.ControlHandler = agent.engine  # the engine is the control handler
+        status = await handler.get_status()
         await agent.stop()
         return status
 
