@@ -148,13 +148,17 @@ class WhirlwindCharm(ops.CharmBase):
 
     # Factories (tests replace them with fakes).
 
+    def _get_paths(self) -> workload.WorkloadPaths:
+        """Where the machine side keeps its files and the agent its socket and journal."""
+        return workload.WorkloadPaths()
+
     def _get_workload(self) -> workload.Workload:
         """The machine side of this unit."""
-        return workload.Workload(self.unit.name, self.charm_dir)
+        return workload.Workload(self.unit.name, self.charm_dir, self._get_paths())
 
     def _get_control_client(self, timeout: float) -> control.ControlClient:
         """A client for the local agent's control socket."""
-        return control.ControlClient(workload.CONTROL_SOCKET, timeout=timeout)
+        return control.ControlClient(self._get_paths().control_socket, timeout=timeout)
 
     # Reconcile.
 
@@ -275,8 +279,8 @@ class WhirlwindCharm(ops.CharmBase):
                 settle_timeout=config.settle_timeout,
                 remove_timeout=config.remove_timeout,
                 dry_run=config.dry_run,
-                state_dir=workload.WorkloadPaths().state_dir,
-                control_socket=workload.CONTROL_SOCKET,
+                state_dir=self._get_paths().state_dir,
+                control_socket=self._get_paths().control_socket,
                 log_level=config.log_level.upper(),
                 own_application=self.app.name,
                 paused=self._get_pause_state().paused,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import pathlib
 from typing import Any
 
 import ops
@@ -639,3 +640,18 @@ def test_no_agent_before_the_peer_relation_exists(
 
     assert out.unit_status == testing.WaitingStatus("Waiting for the peer relation (pause state)")
     assert "configure" not in fake_workload.calls
+
+
+def test_paths_are_injectable(
+    ctx: testing.Context, fake_workload: FakeWorkload, monkeypatch: pytest.MonkeyPatch
+):
+    paths = workload.WorkloadPaths(
+        lib_dir=pathlib.Path("/tmp/x/lib"), control_socket=pathlib.Path("/tmp/x/c.sock")
+    )
+    monkeypatch.setattr(charm.WhirlwindCharm, "_get_paths", lambda self: paths)
+
+    ctx.run(ctx.on.config_changed(), leader_state())
+
+    assert fake_workload.settings is not None
+    assert fake_workload.settings.state_dir == paths.state_dir
+    assert fake_workload.settings.control_socket == paths.control_socket
