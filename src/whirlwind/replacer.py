@@ -226,10 +226,11 @@ class Replacer:
             if adopted is not None:
                 logger.info("operation %s: adopting %s added before the restart", op.id, adopted)
                 op = self._journal.update(op, self._now(), new_unit=adopted, born=self._now())
-            else:
-                # Nothing was added yet: the add-and-settle time starts now, not before the stop.
-                settle_timeout = self._get_settings().settle_timeout
-                op = self._journal.update(op, self._now(), deadline=self._in(settle_timeout))
+            elif self._remaining(op.deadline) <= 0:
+                # Stopped before a unit was added, and its time is up: add nothing now.
+                return self._start_rollback(
+                    op, "the agent stopped before the unit was added and the add deadline passed"
+                )
         return await self._add(op)
 
     async def _settle_recovering(self, op: journal_mod.Operation) -> journal_mod.Operation:
@@ -387,26 +388,24 @@ class Replacer:
                     logger.warning("operation %s: cannot destroy %s: %s", op.id, name, exc)
             if await self._wait_gone(name, op.deadline):
                 return op, True
-            remove_timeout = self._get_settings().remove_timeout
             logger.warning(
                 "operation %s: %s still there after %ss; removing it with force",
                 op.id,
                 name,
-                remove_timeout,
+                self._get_settings().remove_timeout,
             )
             op = self._journal.update(
                 op,
                 self._now(),
                 log=f"{op.step}-force",
                 forced=True,
-                deadline=self._in(remove_timeout),
+                deadline=self._in(self._force_wait()),
             )
         if self._view.get_unit(name) is None:
             return op, True
         if self._remaining(op.deadline) <= 0:
             # The deadline passed while the agent was down: the forced removal gets its time.
-            remove_timeout = self._get_settings().remove_timeout
-            op = self._journal.update(op, self._now(), deadline=self._in(remove_timeout))
+            op = self._journal.update(op, self._now(), deadline=self._in(self._force_wait()))
         try:
             await self._call(
                 f"destroy {name} with force",
@@ -418,6 +417,10 @@ class Replacer:
         except (DeadlineError, backend_mod.BackendError) as exc:
             logger.warning("operation %s: cannot force-destroy %s: %s", op.id, name, exc)
         return op, await self._wait_gone(name, op.deadline)
+
+    def _force_wait(self) -> float:
+        """How long a forced removal may take: Juju first waits max-wait, then forces."""
+        return FORCE_MAX_WAIT + self._get_settings().remove_timeout
 
     async def _cleanup(self, op: journal_mod.Operation) -> journal_mod.Operation:
         note = ""
