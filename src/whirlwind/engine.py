@@ -193,6 +193,72 @@ class Engine:
             )
             op = self._journal.update(op, self._now(), log="recover", trigger=RECOVERY)
             self._launch(op, recovering=True)
+        self._adopt_foreign()
+
+    def _adopt_foreign(self) -> None:
+        """Take over what a previous leader left in flight (its journal is on another machine)."""
+        view = self._backend.model
+        for application in sorted(view.applications):
+            if application in self._in_flight:
+                continue
+            if policy.get_refusal(application, view, self._settings) is not None:
+                continue
+            known = {
+                op_id
+                for unit in view.get_units(application)
+                if (op_id := view.get_unit_annotations(unit.name).get(policy.OP_ANNOTATION))
+                and self._journal.get_operation(op_id) is not None
+            }
+            for foreign in policy.find_foreign_operations(view, application, known)[:1]:
+                self._launch(self._adopt(foreign), recovering=True)
+
+    def _adopt(self, foreign: policy.ForeignOperation) -> journal_mod.Operation:
+        view = self._backend.model
+        settings = self._settings
+        now = self._now()
+        old, new = foreign.old_unit, foreign.new_unit
+        born = model_view.parse_since(
+            view.get_unit_annotations(new.name).get(policy.BORN_ANNOTATION)
+        )
+        if old.life != model_view.ALIVE:
+            step, deadline, reason = journal_mod.REMOVE, now, ""
+        elif new.life != model_view.ALIVE:
+            step, deadline = journal_mod.ROLLBACK, now
+            reason = f"adopted while new unit {new.name} was being removed"
+        else:
+            # The ADD started when the new unit was born: the original settle deadline.
+            step, reason = journal_mod.SETTLE, ""
+            deadline = (born or now) + datetime.timedelta(seconds=settings.settle_timeout)
+        if step != journal_mod.SETTLE:
+            deadline = now + datetime.timedelta(seconds=settings.remove_timeout)
+        logger.warning(
+            "adopting operation %s on %s left by another agent: %s -> %s at step %s",
+            foreign.op_id,
+            foreign.service,
+            old.name,
+            new.name,
+            step,
+        )
+        machine = old.machine_id
+        return self._journal.adopt_operation(
+            op_id=foreign.op_id,
+            service=foreign.service,
+            old_unit=old.name,
+            new_unit=new.name,
+            step=step,
+            at=now,
+            started=born or now,
+            deadline=deadline,
+            born=born,
+            max_unit_number=new.number - 1,
+            healthy_at_start=policy.healthy_after_removal(view, foreign.service, new.name),
+            old_machine=machine,
+            old_machine_dedicated=(
+                machine is not None and policy.is_dedicated_machine(view, machine, old.name)
+            ),
+            new_machine=new.machine_id,
+            reason=reason,
+        )
 
     async def _cycle(self) -> None:
         self._reap()

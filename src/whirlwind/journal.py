@@ -293,6 +293,47 @@ class Journal:
         assert op is not None
         return op
 
+    def adopt_operation(
+        self,
+        *,
+        op_id: str,
+        service: str,
+        old_unit: str,
+        new_unit: str,
+        step: str,
+        at: datetime.datetime,
+        started: datetime.datetime,
+        deadline: datetime.datetime,
+        born: datetime.datetime | None,
+        max_unit_number: int,
+        healthy_at_start: int,
+        old_machine: str | None,
+        old_machine_dedicated: bool,
+        new_machine: str | None,
+        reason: str = "",
+    ) -> Operation:
+        """Journal an operation another agent left in flight (trigger recovery, step `step`)."""
+        with self._transaction("adopt") as db:
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM operations").fetchone()[0]
+            db.execute(
+                "INSERT INTO operations (seq, id, trigger, service, old_unit, new_unit, step,"
+                " result, reason, started, deadline, max_unit_number, healthy_at_start,"
+                " old_machine, old_machine_dedicated, new_machine, born)"
+                " VALUES (?, ?, 'recovery', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    seq, op_id, service, old_unit, new_unit, step, RUNNING, reason,
+                    to_iso(started), to_iso(deadline), max_unit_number, healthy_at_start,
+                    old_machine, int(old_machine_dedicated), new_machine, to_iso(born),
+                ),
+            )  # fmt: skip
+            db.executemany(
+                "INSERT INTO steps (op_seq, n, step, at) VALUES (?, ?, ?, ?)",
+                [(seq, 0, "adopt", to_iso(at)), (seq, 1, step, to_iso(at))],
+            )
+        op = self.get_operation(op_id)
+        assert op is not None
+        return op
+
     def update(
         self,
         op: Operation,

@@ -258,3 +258,35 @@ def find_adopted_unit(
         if OP_ANNOTATION not in view.get_unit_annotations(unit.name):
             return unit.name
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class ForeignOperation:
+    """An operation another agent (a previous leader) left in flight, seen in annotations."""
+
+    op_id: str
+    service: str
+    old_unit: model_view.UnitState
+    new_unit: model_view.UnitState
+
+
+def find_foreign_operations(
+    view: model_view.ModelView, application: str, known_ops: Collection[str]
+) -> list[ForeignOperation]:
+    """Operations unknown to our journal whose old and new units are both still there.
+
+    ADD annotates both units with the operation's id; when it finishes one of them is gone,
+    so two live units sharing an unknown id mean an operation was interrupted in flight.
+    """
+    groups: dict[str, list[model_view.UnitState]] = {}
+    for unit in view.get_units(application):
+        op_id = view.get_unit_annotations(unit.name).get(OP_ANNOTATION)
+        if op_id is not None and op_id not in known_ops and not unit.subordinate:
+            groups.setdefault(op_id, []).append(unit)
+    found = []
+    for op_id, units in sorted(groups.items()):
+        if len(units) != 2:
+            continue
+        old, new = sorted(units, key=lambda u: u.number)
+        found.append(ForeignOperation(op_id, application, old, new))
+    return found

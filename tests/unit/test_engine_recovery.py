@@ -173,3 +173,62 @@ def test_crash_points_cover_both_sides_of_every_action(tmp_path: pathlib.Path) -
     assert events.index(("commit", "step:add")) < events.index(("call", "add_unit"))
     assert events.index(("commit", "step:remove")) < events.index(("call", "destroy_unit"))
     assert after(("call", "add_unit"))(("commit", "update:born,new_unit"))
+
+
+async def _crash_then_new_leader(
+    scenario: str, tmp_path: pathlib.Path, crash_at: int
+) -> tuple[imb.InMemoryBackend, list[journal_mod.Operation], list[journal_mod.Operation]]:
+    backend = _make_backend(scenario)
+    seen: list[Event] = []
+
+    def hook(event: Event) -> None:
+        seen.append(event)
+        if len(seen) - 1 == crash_at:
+            raise imb.SimulatedCrash(f"crash after {event}")
+
+    backend.after_call = lambda method, _: hook(("call", method))
+    old = await imb.start_agent(
+        backend, tmp_path / "old-leader", on_commit=lambda label: hook(("commit", label))
+    )
+    await asyncio.wait([old.task], timeout=7200)
+    old_history = old.history()
+    old.journal.close()
+    backend.after_call = None
+
+    # Another unit becomes leader: its agent has an empty journal of its own.
+    new = await imb.start_agent(backend, tmp_path / "new-leader", seed=2, paused=True)
+    await imb.wait_until(lambda: not new.journal.get_unfinished())
+    await asyncio.sleep(600)
+    history = new.history()
+    await new.stop()
+    return backend, old_history, history
+
+
+@pytest.mark.parametrize("scenario", ["happy", "hook-error", "stuck-dying"])
+def test_a_new_leader_finishes_or_rolls_back_what_the_old_one_left(
+    scenario: str, tmp_path: pathlib.Path
+) -> None:
+    events = imb.run_virtual(_record(scenario, tmp_path / "record"))
+    # From the moment both units carry the operation's annotation.
+    annotated = [i for i, e in enumerate(events) if e == ("call", "set_unit_annotations")][1]
+
+    for index in range(annotated, len(events)):
+        backend, old_history, history = imb.run_virtual(
+            _crash_then_new_leader(scenario, tmp_path / f"crash-{index}", index)
+        )
+        where = f"crash after {events[index]} (#{index})"
+        live = backend.get_live_units("app")
+        assert backend.model.count_healthy("app") == 3, where
+        assert len(live) == 3, where
+        assert len(backend.added) == 1, where
+        machines = {u.machine_id for u in backend.model.units.values()}
+        assert set(backend.get_machine_ids()) == machines, where
+        (old_op,) = old_history
+        if history:
+            (op,) = history
+            assert (op.id, op.trigger, op.steps[0].step) == (old_op.id, "recovery", "adopt"), where
+            assert op.is_finished, where
+        if scenario == "hook-error":
+            assert live == INITIAL, where
+        else:
+            assert live == ["app/1", "app/2", backend.added[0]], where
