@@ -366,3 +366,25 @@ def test_healthy_after_removal_counts_only_healthy_units() -> None:
 
     assert policy.healthy_after_removal(view, "app", "app/0") == 1
     assert policy.healthy_after_removal(view, "app", "app/2") == 2
+
+
+@pytest.mark.parametrize(
+    ("annotations", "known", "expected"),
+    [
+        ({}, set(), []),
+        ({"app/0": "9-x", "app/3": "9-x"}, set(), [("9-x", "app/0", "app/3")]),
+        ({"app/0": "9-x", "app/3": "9-x"}, {"9-x"}, []),  # ours: the journal knows it
+        ({"app/3": "9-x"}, set(), []),  # finished: only one unit carries it
+        ({"app/0": "9-x", "app/1": "9-x", "app/3": "9-x"}, set(), []),  # not an operation
+    ],
+)
+def test_foreign_operations_are_two_live_units_sharing_an_unknown_op_id(
+    annotations: dict[str, str], known: set[str], expected: list[tuple[str, str, str]]
+) -> None:
+    view = _view(_unit("app/0"), _unit("app/1"), _unit("app/2"), _unit("app/3"))
+    for name, op_id in annotations.items():
+        view.annotations[model_view.unit_tag(name)] = {"whirlwind/op": op_id}
+
+    found = policy.find_foreign_operations(view, "app", known)
+
+    assert [(f.op_id, f.old_unit.name, f.new_unit.name) for f in found] == expected
