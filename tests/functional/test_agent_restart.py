@@ -174,15 +174,6 @@ async def test_kill_9_then_restart_finishes_or_rolls_back(
     checker.assert_final(history)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: replacer.Replacer._add_recovering/_add call AddUnits for a recovered operation "
-        "whose ADD deadline (settle-timeout) has already passed; the brand-new unit is rolled "
-        "back at once ('did not settle within Ns') and counts against the circuit breaker, "
-        "instead of rolling back without adding ('no unit was added')"
-    ),
-)
 async def test_restart_after_the_add_deadline_rolls_back_without_adding_a_unit(
     fake_juju_factory: fake_fixtures.ControllerFactory,
     agent_process_factory: conftest.AgentProcessFactory,

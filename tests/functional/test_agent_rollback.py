@@ -132,16 +132,6 @@ async def test_old_unit_stuck_dying_is_removed_with_force(
     checker.assert_final(agent.history())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: replacer.Replacer._remove_unit escalates to force with max-wait "
-        "FORCE_MAX_WAIT (60 s) but then waits only remove-timeout for the unit to go; with a "
-        "valid remove-timeout below 60 s the operation ends 'failed' ('still there after "
-        "forced removal') although Juju removes the unit when max-wait ends, so the history "
-        "contradicts the model (old unit gone, new unit kept, result failed)"
-    ),
-)
 async def test_forced_removal_is_awaited_for_its_max_wait(
     fake_juju_factory: fake_fixtures.ControllerFactory,
     agent_factory: conftest.InProcessAgentFactory,
