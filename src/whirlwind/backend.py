@@ -79,6 +79,10 @@ class JujuBackend(Protocol):
         """Set annotations on `unit` (keys like whirlwind/born)."""
         ...
 
+    async def refresh_status(self) -> None:
+        """Poll full status now, so lost unit and down machine agents are current in `model`."""
+        ...
+
     async def get_machine_first_seen(self, machine_id: str) -> datetime.datetime | None:
         """Oldest status-history entry of the machine: a lower bound of its age, if known."""
         ...

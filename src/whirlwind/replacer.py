@@ -30,6 +30,8 @@ CLEANUP_GRACE = 60.0
 FORCE_MAX_WAIT = 60.0
 # While disconnected the view may be stale: look again at least this often (seconds).
 RECHECK = 10.0
+# Deadline of the status poll that confirms a settled unit (seconds).
+STATUS_TIMEOUT = 30.0
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 
@@ -324,7 +326,7 @@ class Replacer:
             else:
                 # Blind while disconnected: health must be seen again, continuously.
                 state = policy.SettleState()
-            if state.is_settled(now, settle_period):
+            if state.is_settled(now, settle_period) and await self._is_still_healthy(new):
                 logger.info("operation %s: %s is healthy and settled", op.id, new)
                 remove_timeout = self._get_settings().remove_timeout
                 return self._step(op, journal_mod.REMOVE, deadline=self._in(remove_timeout))
@@ -342,6 +344,16 @@ class Replacer:
             if not self._backend.connected:
                 wait = min(wait, RECHECK)
             await self._view.wait_for_change(wait)
+
+    async def _is_still_healthy(self, unit: str) -> bool:
+        """Confirm health with a fresh status poll: lost agents never show in watcher deltas."""
+        try:
+            await asyncio.wait_for(self._backend.refresh_status(), STATUS_TIMEOUT)
+        except (backend_mod.BackendError, asyncio.TimeoutError) as exc:
+            logger.info("cannot confirm %s with a status poll (%s); looking again", unit, exc)
+            await self._pause(1.0)
+            return False
+        return self._view.is_healthy(unit)
 
     async def _remove(self, op: journal_mod.Operation) -> journal_mod.Operation:
         old = op.old_unit

@@ -366,10 +366,15 @@ class InvariantChecker:
 class InProcessAgent:
     """Engine + LibjujuBackend + Journal, as `whirlwind run` wires them, in this event loop."""
 
-    def __init__(self, settings: settings_mod.AgentSettings, seed: int = 1) -> None:
+    def __init__(
+        self,
+        settings: settings_mod.AgentSettings,
+        seed: int = 1,
+        timings: libjuju_backend.BackendTimings = AGENT_TIMINGS,
+    ) -> None:
         self.settings = settings
         self.backend = libjuju_backend.LibjujuBackend(
-            settings, timings=AGENT_TIMINGS, rng=random.Random(seed)
+            settings, timings=timings, rng=random.Random(seed)
         )
         self.journal = journal_mod.Journal(
             settings.state_dir / journal_mod.JOURNAL_FILE, durable=False

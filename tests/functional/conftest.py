@@ -101,10 +101,11 @@ async def agent_factory(
         services: tuple[str, ...],
         *,
         seed: int = 1,
+        timings: libjuju_backend.BackendTimings = agent_harness.AGENT_TIMINGS,
         **overrides: object,
     ) -> agent_harness.InProcessAgent:
         agent_settings = agent_harness.make_settings(fake, agent_dir, services, **overrides)
-        agent = agent_harness.InProcessAgent(agent_settings, seed=seed)
+        agent = agent_harness.InProcessAgent(agent_settings, seed=seed, timings=timings)
         started.append(agent)
         return await agent.start()
 

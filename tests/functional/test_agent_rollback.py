@@ -8,6 +8,7 @@ never drops below its starting value and nothing is leaked.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -105,6 +106,35 @@ async def test_unit_lost_while_settling_is_rolled_back_with_force(
     ]  # fmt: skip
     destroys = fake.calls_to("Application", "DestroyUnit")
     assert len(destroys) == 2  # once politely, once with force
+    assert harness.units_of(fake, APP) == {f"{APP}/0", f"{APP}/1", f"{APP}/2"}
+    checker.assert_final(agent.history())
+
+
+async def test_unit_lost_between_status_polls_is_caught_before_the_old_unit_goes(
+    fake_juju_factory: fake_fixtures.ControllerFactory,
+    agent_factory: conftest.InProcessAgentFactory,
+):
+    fake = await fake_juju_factory({APP: 3, harness.OWN_APP: 1})
+    checker = harness.InvariantChecker(fake, [APP])
+    # No periodic status poll for an hour: only the poll that confirms a settled unit can
+    # see the lost agent (watcher deltas never carry it).
+    timings = dataclasses.replace(harness.AGENT_TIMINGS, status_poll_interval=3600.0)
+    agent = await agent_factory(fake, (APP,), settle_period=2, remove_timeout=2, timings=timings)
+    pump = harness.ClockPump(fake)
+    request = asyncio.create_task(agent.replace_now(APP))
+    await pump.until(lambda: harness.unit_status(fake, NEW) == "active", what="new unit active")
+    polls_before = len(fake.calls_to("Client", "FullStatus"))
+
+    fake.lose_unit(NEW)
+    checker.sample()
+    await harness.wait_for(agent.in_step("rollback"), 15, "agent rolling back")
+    await harness.ClockPump(fake, step=5.0).until(request.done, what="rollback finished")
+    await pump.until(lambda: harness.lifecycle_idle(fake), what="Juju settled")
+    result = request.result()
+
+    assert result["result"] == "rolled-back"
+    assert result["reason"] == f"new unit {NEW} is lost"
+    assert len(fake.calls_to("Client", "FullStatus")) == polls_before + 1
     assert harness.units_of(fake, APP) == {f"{APP}/0", f"{APP}/1", f"{APP}/2"}
     checker.assert_final(agent.history())
 

@@ -262,6 +262,12 @@ class InMemoryBackend:
         self._emit_annotation(tag)
         self._leave("set_unit_annotations", (unit,))
 
+    async def refresh_status(self) -> None:
+        """Publish lost agents now, as a FullStatus poll would."""
+        self._enter("refresh_status", (), {})
+        self._publish_status()
+        self._leave("refresh_status", ())
+
     async def get_machine_first_seen(self, machine_id: str) -> datetime.datetime | None:
         """When the machine was created (its oldest status-history entry)."""
         self._enter("get_machine_first_seen", (machine_id,), {})
