@@ -17,7 +17,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from juju.client import _client, _definitions, overrides
+# `client` must be imported: it patches libjuju's overrides (Delta among them) into the
+# generated types, as every libjuju user gets them. Without it the checker would judge
+# replies against types libjuju never uses (seen in the CLI fake, which imports nothing else).
+from juju.client import _client, _definitions, client, overrides
 
 # Fields Juju always sends (no omitempty in apiserver/params) for the types the fake emits.
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -230,6 +233,9 @@ def check_type(type_name: str, value: Any, path: str, errors: list[str]) -> None
     for key, expr in fields.items():
         if key in value:
             _check_value(expr, value[key], f"{path}.{key}", errors)
+
+
+_LIBJUJU_PATCHED = client  # keep the import: it has side effects
 
 
 def check_delta(value: Any, path: str, errors: list[str]) -> None:

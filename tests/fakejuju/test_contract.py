@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -79,3 +83,23 @@ async def test_fixture_records_violations_and_raises(fake_juju: server.FakeJujuC
     with pytest.raises(contract.ContractViolationError):
         fake_juju.raise_contract_violations()
     fake_juju.contract_violations.clear()  # this test made the violation on purpose
+
+
+def test_checker_uses_libjujus_patched_types_even_in_a_fresh_process():
+    # The CLI fake imports nothing else of libjuju: the checker itself must apply libjuju's
+    # overrides, or a real watcher delta (with booleans in it) fails the generated Delta type.
+    code = (
+        "from tests.fakejuju import contract\n"
+        "delta = ['unit', 'change', {'name': 'a/1', 'subordinate': False}]\n"
+        "print(contract.check_response('AllWatcher', 3, 'Next', {'deltas': [delta]}))\n"
+    )
+    root = pathlib.Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", code],
+        cwd=root, env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+
+    assert "missing unit delta field 'agent-status'" in result.stdout
+    assert "from_json failed" not in result.stdout
