@@ -487,32 +487,30 @@ async def test_leadership_moves_the_agent_to_the_new_leader(
     assert units[f"{TARGET}/3"]["annotations"][policy.OP_ANNOTATION] == in_flight["id"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "gap: Engine._recover() recovers only the unfinished operations of its own journal "
-        "(journal.get_unfinished()); a new leader starts with an empty journal on another "
-        "machine and never reads the whirlwind/op and whirlwind/born annotations, so the "
-        "old leader's operation is neither finished nor rolled back: the target keeps one "
-        "unit too many, the new unit stays annotated with a dead operation"
-    ),
-)
-async def test_the_new_leader_finishes_or_rolls_back_what_was_in_flight(
+async def test_the_new_leader_finishes_what_was_in_flight(
     fake_juju_factory: fake_fixtures.ControllerFactory,
     fake_systemd: FakeSystemd,
     agent_dir: pathlib.Path,
     apps: dict[str, int],
 ):
     fake = await fake_juju_factory(apps)
+    checker = harness.InvariantChecker(fake, [TARGET])
     _, new, _, in_flight = await stop_on_leadership_loss(fake, fake_systemd, agent_dir)
     pump = harness.ClockPump(fake)
 
+    # A fresh journal on another machine: all it has are the annotations in the model.
     status = await new.wait_ready()
-
-    # The gap shows here: the new leader's agent has nothing in flight.
-    assert status["in-flight"] is not None, "the new leader did not adopt the operation"
-    assert status["in-flight"]["old-unit"] == in_flight["old-unit"]
     await pump.until(new.idle, timeout=30, what="adopted operation finished")
     await pump.until(lambda: harness.lifecycle_idle(fake), what="Juju settled")
-    assert len(harness.units_of(fake, TARGET)) == 3
+    history = await new.history()
+
+    adopted = status["in-flight"]
+    assert adopted is not None
+    assert (adopted["id"], adopted["old-unit"], adopted["new-unit"]) == (
+        in_flight["id"],
+        in_flight["old-unit"],
+        in_flight["new-unit"],
+    )
+    assert [(op["id"], op["result"]) for op in history] == [(in_flight["id"], "ok")]
+    assert harness.units_of(fake, TARGET) == {f"{TARGET}/1", f"{TARGET}/2", f"{TARGET}/3"}
+    checker.assert_final(history)
