@@ -65,6 +65,20 @@ def _describe_units(state: dict[str, Any], app: str) -> str:
     return " ".join(parts) or "(no units)"
 
 
+def _pause_and_drain(client: control.ControlClient, deadline: float) -> list[dict[str, Any]]:
+    """Pause the agent (no new work) and let a replacement in flight finish; return history."""
+    with contextlib.suppress(control.AgentUnavailableError, control.ControlError):
+        client.pause()
+        print("  demo  | paused the agent; letting the replacement in flight finish", flush=True)
+        while time.monotonic() < deadline and client.status().get("in-flight"):
+            time.sleep(0.5)
+    try:
+        return client.history(limit=100)
+    except (control.AgentUnavailableError, control.ControlError) as exc:
+        print(f"cannot read the history: {exc}", flush=True)
+        return []
+
+
 def main() -> int:
     """Run the demo; return the process exit code."""
     options = _parse_args()
@@ -154,6 +168,9 @@ def _watch(
         time.sleep(0.5)
     else:
         print(f"timed out after {options.timeout:g}s", flush=True)
+    history = _pause_and_drain(client, deadline + 60)
+    final = _describe_units(_get_json(f"{admin_url}/state"), options.app)
+    print(f"  model | {final}  (at the end)", flush=True)
     print("\nhistory (newest first):")
     for op in history:
         print(

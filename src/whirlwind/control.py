@@ -168,7 +168,9 @@ class ControlServer:
             if not isinstance(message, dict):
                 raise ControlError(BAD_REQUEST, "request must be a JSON object")
             command, args = _parse_request(message)
-            logger.info("control request: %s %s", command, json.dumps(args, sort_keys=True))
+            # Queries come every few seconds (charm status, demos); changes are worth a line.
+            level = logging.DEBUG if command in ("status", "history") else logging.INFO
+            logger.log(level, "control request: %s %s", command, json.dumps(args, sort_keys=True))
             result = await _dispatch(self._handler, command, args)
         except json.JSONDecodeError:
             return {"ok": False, "code": BAD_REQUEST, "error": "request is not valid JSON"}
