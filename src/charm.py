@@ -44,17 +44,13 @@ class WhirlwindConfig:
     log_level: str = "info"
 
     def __post_init__(self) -> None:
-        for option in ("interval", "settle_timeout", "remove_timeout"):
-            value = getattr(self, option)
-            if value <= 0:
-                raise ValueError(f"{_kebab(option)} must be greater than 0, got {value}")
-        if self.settle_period < 0:
-            raise ValueError(f"settle-period must be 0 or more, got {self.settle_period}")
-        if self.settle_period >= self.settle_timeout:
-            raise ValueError(
-                f"settle-period ({self.settle_period}) must be shorter than "
-                f"settle-timeout ({self.settle_timeout})"
-            )
+        # The same rules and messages as the agent's own settings (SettingsError is a ValueError).
+        settings.check_timings(
+            interval=self.interval,
+            settle_period=self.settle_period,
+            settle_timeout=self.settle_timeout,
+            remove_timeout=self.remove_timeout,
+        )
         if self.log_level.lower() not in LOG_LEVELS:
             raise ValueError(
                 f"log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
@@ -524,10 +520,6 @@ def _operation_results(reply: Mapping[str, Any]) -> dict[str, str]:
 
 def _flag(value: bool) -> str:
     return "true" if value else "false"
-
-
-def _kebab(name: str) -> str:
-    return name.replace("_", "-")
 
 
 def _capitalise(text: str) -> str:

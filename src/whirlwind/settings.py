@@ -75,17 +75,14 @@ class AgentSettings:
     paused: bool | None = None
 
     def __post_init__(self) -> None:
-        for name in ("interval", "settle_timeout", "remove_timeout", "status_poll_interval"):
+        check_timings(
+            interval=self.interval,
+            settle_period=self.settle_period,
+            settle_timeout=self.settle_timeout,
+            remove_timeout=self.remove_timeout,
+        )
+        for name in ("status_poll_interval", "max_consecutive_failures", "max_in_flight"):
             _require_positive(_kebab(name), getattr(self, name))
-        for name in ("max_consecutive_failures", "max_in_flight"):
-            _require_positive(_kebab(name), getattr(self, name))
-        if self.settle_period < 0:
-            raise SettingsError(f"settle-period must be 0 or more, got {self.settle_period}")
-        if self.settle_period >= self.settle_timeout:
-            raise SettingsError(
-                f"settle-period ({self.settle_period}s) must be shorter than "
-                f"settle-timeout ({self.settle_timeout}s)"
-            )
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(
                 f"log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
@@ -134,6 +131,22 @@ class AgentSettings:
 
 def _kebab(name: str) -> str:
     return name.replace("_", "-")
+
+
+def check_timings(
+    *, interval: int, settle_period: int, settle_timeout: int, remove_timeout: int
+) -> None:
+    """Raise SettingsError naming the option when the operator-facing timings do not fit."""
+    _require_positive("interval", interval)
+    _require_positive("settle-timeout", settle_timeout)
+    _require_positive("remove-timeout", remove_timeout)
+    if settle_period < 0:
+        raise SettingsError(f"settle-period must be 0 or more, got {settle_period}")
+    if settle_period >= settle_timeout:
+        raise SettingsError(
+            f"settle-period ({settle_period}s) must be shorter than "
+            f"settle-timeout ({settle_timeout}s)"
+        )
 
 
 def _require_positive(option: str, value: int) -> None:

@@ -89,7 +89,7 @@ def test_every_option_reaches_the_settings(ctx: testing.Context, fake_workload: 
         ({"settle-period": -5}, "Invalid config: settle-period must be 0 or more, got -5"),
         (
             {"settle-period": 600, "settle-timeout": 600},
-            "Invalid config: settle-period (600) must be shorter than settle-timeout (600)",
+            "Invalid config: settle-period (600s) must be shorter than settle-timeout (600s)",
         ),
         (
             {"log-level": "chatty"},
