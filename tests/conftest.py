@@ -1,3 +1,7 @@
 """Shared pytest configuration for every suite: the fake controller's fixtures."""
 
-from tests.fakejuju.fixtures import fake_juju, fake_juju_factory  # noqa: F401
+from tests.fakejuju.fixtures import (  # noqa: F401
+    fake_juju,
+    fake_juju_factory,
+    libjuju_model_closes_transports,
+)

@@ -39,6 +39,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 
 import yaml
+from packaging.markers import Marker
 from packaging.requirements import Requirement
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -114,10 +115,25 @@ def runtime_requirements(pyproject: pathlib.Path) -> list[Requirement]:
 
 
 def locked_versions(lock: pathlib.Path) -> dict[str, str]:
-    """Package versions pinned in uv.lock."""
+    """Package versions uv.lock pins for this Python.
+
+    Where the resolution forks (e.g. one version for Python < 3.11, another from 3.11), uv
+    writes one [[package]] entry per version, each with the `resolution-markers` it is for:
+    keep the entry whose markers hold here.
+    """
     text = lock.read_text(encoding="utf-8")
-    pairs = re.findall(r'^\[\[package\]\]\nname = "([^"]+)"\nversion = "([^"]+)"', text, re.M)
-    return {_normalise(name): version for name, version in pairs}
+    versions: dict[str, str] = {}
+    for entry in re.split(r"^\[\[package\]\]\n", text, flags=re.M)[1:]:
+        found = re.match(r'name = "([^"]+)"\nversion = "([^"]+)"\n', entry)
+        if found is None:
+            continue
+        forks = re.search(r"^resolution-markers = \[\n((?:    .*\n)*?)\]", entry, re.M)
+        if forks is not None and not any(
+            Marker(marker).evaluate() for marker in re.findall(r'"([^"]*)"', forks.group(1))
+        ):
+            continue
+        versions[_normalise(found.group(1))] = found.group(2)
+    return versions
 
 
 def resolve_closure(requirements: Iterable[Requirement]) -> list[Dependency]:

@@ -133,6 +133,22 @@ class _Connection(juju_connection.Connection):
         """Do nothing: the backend's supervisor makes a new connection instead."""
         return
 
+    async def close(self, to_reconnect: bool = False) -> None:
+        """Close like libjuju, then close the websocket's TLS transport as well.
+
+        Every connection ends here: ours, and libjuju's own clean-up after a refused login.
+        The server ends the TCP connection (closing handshake, drop, outage) and websockets'
+        client never closes its transport after that; Python 3.10's asyncio then does not
+        count that SSL transport as closed and warns "unclosed transport" when it is
+        collected (3.11's rewritten sslproto does). Closing it again is a no-op otherwise.
+        """
+        ws = self._ws
+        try:
+            await super().close(to_reconnect)
+        finally:
+            if ws is not None:
+                ws.transport.close()
+
     async def _recv(self, request_id: int) -> dict[str, Any]:
         result = await super()._recv(request_id)
         response = result.get("response") if isinstance(result, dict) else None

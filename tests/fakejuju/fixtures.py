@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
+import pytest
 import pytest_asyncio
+from juju.client import connector as juju_connector
 
+from tests.fakejuju import helpers
 from tests.fakejuju import server as server_mod
 
 DEFAULT_APPLICATIONS: Mapping[str, int] = {"wsgi-example": 3, "whirlwind": 1}
@@ -43,3 +46,16 @@ async def fake_juju(
 ) -> server_mod.FakeJujuController:
     """Return a started controller with wsgi-example=3 and whirlwind=1, manual clock."""
     return await fake_juju_factory()
+
+
+@pytest.fixture
+def libjuju_model_closes_transports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make libjuju's high-level Model open helpers.Connection, which closes its transport.
+
+    Model opens connections no test can reach: its model connection's replacement socket
+    when it reconnects, a controller connection inside connect(), and the clean-up after a
+    refused login. All of them end in Connection.close(); see helpers.Connection for why
+    that must close the transport too (Python 3.10). Tests using helpers.connect_model need
+    this fixture.
+    """
+    monkeypatch.setattr(juju_connector, "Connection", helpers.Connection)

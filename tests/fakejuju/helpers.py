@@ -11,10 +11,32 @@ from juju.client import connection as juju_connection
 from tests.fakejuju import server as server_mod
 
 
+class Connection(juju_connection.Connection):
+    """libjuju's Connection that also closes its TLS transport when it closes.
+
+    On Python 3.10 asyncio does not count an SSL transport as closed when the peer ended
+    the TCP connection (as the server does in every websocket closing handshake, drop and
+    outage), and websockets' client never closes it itself: it would warn "unclosed
+    transport" when collected. Same fix as whirlwind.libjuju_backend._Connection.close.
+    """
+
+    async def close(self, to_reconnect: bool = False) -> None:
+        """Close like libjuju, then close the websocket's transport (a no-op if closed)."""
+        ws = self._ws
+        try:
+            await super().close(to_reconnect)
+        finally:
+            if ws is not None:
+                ws.transport.close()
+
+
 async def connect_model(
     controller: server_mod.FakeJujuController, timeout: float = 10.0
 ) -> juju_model.Model:
-    """Connect libjuju's high-level Model with explicit credentials and no retries."""
+    """Connect libjuju's high-level Model with explicit credentials and no retries.
+
+    The test needs the libjuju_model_closes_transports fixture (see fixtures.py).
+    """
     model = juju_model.Model()
     await asyncio.wait_for(
         model.connect(**controller.connect_kwargs(), retries=0, retry_backoff=0), timeout
@@ -40,6 +62,6 @@ async def connect(
     """Open libjuju's low-level model Connection with no retries."""
     kwargs: dict[str, object] = {**controller.connect_kwargs(), **overrides}
     return await asyncio.wait_for(
-        juju_connection.Connection.connect(**kwargs, retries=0, retry_backoff=0),  # type: ignore[arg-type]
+        Connection.connect(**kwargs, retries=0, retry_backoff=0),  # type: ignore[arg-type]
         timeout,
     )

@@ -12,7 +12,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from juju.client import connection as juju_connection
+
+from tests.fakejuju import helpers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -29,13 +30,28 @@ def _http(url: str, body: dict | None = None) -> tuple[int, object]:
 
 async def _login_and_close(info: dict) -> None:
     conn = await asyncio.wait_for(
-        juju_connection.Connection.connect(
+        helpers.Connection.connect(
             info["endpoint"], info["model-uuid"], info["username"], info["password"],
             info["ca-cert"], retries=0,
         ),
         10,
     )  # fmt: skip
-    await asyncio.wait_for(conn.close(), 5)
+    try:
+        # libjuju's pinger sends its first Ping from a task it starts after login: wait
+        # (bounded) until the fake has recorded it, or closing now could cancel it unsent.
+        await asyncio.wait_for(_until_pinged(info["admin-url"]), 10)
+    finally:
+        await asyncio.wait_for(conn.close(), 5)
+
+
+async def _until_pinged(admin: str) -> None:
+    while True:
+        _, calls = await asyncio.to_thread(_http, admin + "/calls")
+        if isinstance(calls, list) and any(
+            (c["facade"], c["method"]) == ("Pinger", "Ping") for c in calls
+        ):
+            return
+        await asyncio.sleep(0.05)
 
 
 def test_cli_serves_state_faults_and_calls_then_exits_cleanly_on_sigterm():

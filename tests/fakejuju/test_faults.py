@@ -112,6 +112,7 @@ async def test_lost_unit_agent_blocks_removal_without_force(
     await asyncio.wait_for(conn.close(), 5)
 
 
+@pytest.mark.usefixtures("libjuju_model_closes_transports")
 @pytest.mark.parametrize("mode", ["abrupt", "clean"])
 async def test_dropped_connection_freezes_high_level_model_watcher(
     fake_juju: server.FakeJujuController, mode: str

@@ -10,6 +10,8 @@ from juju import model as juju_model
 
 from tests.fakejuju import helpers, server
 
+pytestmark = pytest.mark.usefixtures("libjuju_model_closes_transports")
+
 
 @pytest.fixture
 async def model(fake_juju: server.FakeJujuController):
