@@ -17,6 +17,8 @@ ROOT = pathlib.Path(__file__).resolve().parent
 TOOLS = ROOT / ".tools"
 VENV = ROOT / ".venv"
 UV_VERSION = "0.13.9"
+# The charm's bases run Python 3.10 (22.04) and 3.12 (24.04); the development machines 3.11.
+SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12")
 CHARMCRAFT_PROJECT = ROOT / "tools" / "charmcraft"
 INTEGRATION_PROJECT = ROOT / "tests" / "integration"
 
@@ -74,12 +76,44 @@ def check_charmcraft() -> None:
     )
 
 
-def test(pytest_args: list[str]) -> None:
-    """Everything CI runs: lint, the charmcraft check, then all tests."""
+def _other_pythons() -> list[tuple[str, str]]:
+    """The other supported Python versions installed here, as (version, interpreter path)."""
+    current = f"{sys.version_info.major}.{sys.version_info.minor}"
+    found: list[tuple[str, str]] = []
+    for version in SUPPORTED_PYTHONS:
+        if version == current:
+            continue
+        exe = shutil.which(f"python{version}")
+        # A pyenv shim exists even when that version is not installed: ask it.
+        if (
+            exe is not None
+            and subprocess.run(
+                [exe, "-c", "import venv"], capture_output=True, check=False
+            ).returncode
+            == 0
+        ):
+            found.append((version, exe))
+        else:
+            print(f"python{version} not found: tests on Python {version} skipped", flush=True)
+    return found
+
+
+def run_tests(pytest_args: list[str], *, other_pythons: bool) -> None:
+    """Everything CI runs: lint, the charmcraft check, all tests, again on other Pythons."""
     lint()
     check_charmcraft()
     bin_dir = _sync()
     _run(bin_dir / "pytest", *pytest_args)
+    if not other_pythons:
+        return
+    for version, exe in _other_pythons():
+        print(f"== the same tests on Python {version} ({exe})", flush=True)
+        env = _uv_env()
+        env["UV_PROJECT_ENVIRONMENT"] = str(ROOT / f".venv-py{version}")
+        _run(_uv(), "sync", "--locked", "--python", exe, env=env)
+        _run(
+            ROOT / f".venv-py{version}" / "bin" / "pytest", "-p", "no:cacheprovider", *pytest_args
+        )
 
 
 def demo(extra: list[str]) -> None:
@@ -104,10 +138,18 @@ def main() -> None:
     """Parse the task name and run it."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("task", choices=["test", "lint", "demo", "bench", "integration"])
+    parser.add_argument(
+        "--this-python-only",
+        action="store_true",
+        help="test: skip the runs on the other supported Python versions",
+    )
     parser.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the tool")
     options = parser.parse_args()
     if options.task == "test":
-        test(options.args)
+        # Accept the flag after the task name too (the rest goes to pytest).
+        only_this = options.this_python_only or "--this-python-only" in options.args
+        pytest_args = [a for a in options.args if a != "--this-python-only"]
+        run_tests(pytest_args, other_pythons=not only_this)
     elif options.task == "lint":
         lint()
     elif options.task == "demo":
