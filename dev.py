@@ -76,23 +76,27 @@ def check_charmcraft() -> None:
     )
 
 
+def _is_usable(exe: str) -> bool:
+    """Whether `exe` runs (a pyenv shim exists even for a version that is not selected)."""
+    result = subprocess.run([exe, "-c", "import venv"], capture_output=True, check=False)
+    return result.returncode == 0
+
+
 def _other_pythons() -> list[tuple[str, str]]:
     """The other supported Python versions installed here, as (version, interpreter path)."""
     current = f"{sys.version_info.major}.{sys.version_info.minor}"
+    pyenv_root = pathlib.Path(os.environ.get("PYENV_ROOT", pathlib.Path.home() / ".pyenv"))
     found: list[tuple[str, str]] = []
     for version in SUPPORTED_PYTHONS:
         if version == current:
             continue
-        exe = shutil.which(f"python{version}")
-        # A pyenv shim exists even when that version is not installed: ask it.
-        if (
-            exe is not None
-            and subprocess.run(
-                [exe, "-c", "import venv"], capture_output=True, check=False
-            ).returncode
-            == 0
-        ):
-            found.append((version, exe))
+        candidates = [shutil.which(f"python{version}")]
+        candidates += [
+            str(p) for p in sorted(pyenv_root.glob(f"versions/{version}.*/bin/python3"))
+        ]
+        usable = [exe for exe in candidates if exe is not None and _is_usable(exe)]
+        if usable:
+            found.append((version, usable[0]))
         else:
             print(f"python{version} not found: tests on Python {version} skipped", flush=True)
     return found
