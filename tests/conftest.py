@@ -5,3 +5,6 @@ from tests.fakejuju.fixtures import (  # noqa: F401
     fake_juju_factory,
     libjuju_model_closes_transports,
 )
+
+# The integration suite has its own environment (pytest-operator): `python3 dev.py integration`.
+collect_ignore = ["integration"]
