@@ -117,21 +117,11 @@ def quiet_libjuju_connection_logger() -> None:
 quiet_libjuju_connection_logger()
 
 
-class _Connection(juju_connection.Connection):
-    """libjuju's Connection minus its own reconnect, keeping the codes of per-item errors.
+class ClosingConnection(juju_connection.Connection):
+    """libjuju's Connection that also closes its TLS transport when it closes.
 
-    libjuju re-dials in the background when the socket drops, behind our back and only to
-    the endpoint it last used; our supervisor owns reconnecting, so this is a no-op. And
-    libjuju raises a bare message list for bulk results, dropping the error codes we map.
+    The fake controller's tests use it too, for libjuju's own connections.
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.item_errors: dict[int, list[Mapping[str, Any]]] = {}
-
-    async def reconnect(self) -> None:
-        """Do nothing: the backend's supervisor makes a new connection instead."""
-        return
 
     async def close(self, to_reconnect: bool = False) -> None:
         """Close like libjuju, then close the websocket's TLS transport as well.
@@ -148,6 +138,23 @@ class _Connection(juju_connection.Connection):
         finally:
             if ws is not None:
                 ws.transport.close()
+
+
+class _Connection(ClosingConnection):
+    """libjuju's Connection minus its own reconnect, keeping the codes of per-item errors.
+
+    libjuju re-dials in the background when the socket drops, behind our back and only to
+    the endpoint it last used; our supervisor owns reconnecting, so this is a no-op. And
+    libjuju raises a bare message list for bulk results, dropping the error codes we map.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.item_errors: dict[int, list[Mapping[str, Any]]] = {}
+
+    async def reconnect(self) -> None:
+        """Do nothing: the backend's supervisor makes a new connection instead."""
+        return
 
     async def _recv(self, request_id: int) -> dict[str, Any]:
         result = await super()._recv(request_id)

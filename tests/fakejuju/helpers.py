@@ -9,25 +9,10 @@ from juju import model as juju_model
 from juju.client import connection as juju_connection
 
 from tests.fakejuju import server as server_mod
+from whirlwind import libjuju_backend
 
-
-class Connection(juju_connection.Connection):
-    """libjuju's Connection that also closes its TLS transport when it closes.
-
-    On Python 3.10 asyncio does not count an SSL transport as closed when the peer ended
-    the TCP connection (as the server does in every websocket closing handshake, drop and
-    outage), and websockets' client never closes it itself: it would warn "unclosed
-    transport" when collected. Same fix as whirlwind.libjuju_backend._Connection.close.
-    """
-
-    async def close(self, to_reconnect: bool = False) -> None:
-        """Close like libjuju, then close the websocket's transport (a no-op if closed)."""
-        ws = self._ws
-        try:
-            await super().close(to_reconnect)
-        finally:
-            if ws is not None:
-                ws.transport.close()
+# Closes its TLS transport on close: Python 3.10 would warn "unclosed transport" otherwise.
+Connection = libjuju_backend.ClosingConnection
 
 
 async def connect_model(
