@@ -1,4 +1,4 @@
-"""Run the fake controller: python -m tests.fakejuju --app NAME=N [--step-delay S]."""
+"""Run the fake controller: python -m tests.fakejuju --app NAME=N [--step-delay S] [...]."""
 
 from __future__ import annotations
 
@@ -38,6 +38,26 @@ def _delay(value: str) -> float:
     return seconds
 
 
+def _lag(value: str) -> tuple[float, float]:
+    low_text, _, high_text = value.partition(":")
+    try:
+        low = float(low_text)
+        high = float(high_text) if high_text else low
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--delta-lag expects MIN[:MAX] seconds, got {value!r}"
+        ) from None
+    if low < 0 or high < low:
+        raise argparse.ArgumentTypeError(f"--delta-lag needs 0 <= MIN <= MAX, got {value!r}")
+    return low, high
+
+
+def _count(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}")
+    return int(value)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Parse the command line (exit 2 with one stderr line on error)."""
     parser = _Parser(prog="python -m tests.fakejuju", description=__doc__)
@@ -46,10 +66,35 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--username", default="admin")
     parser.add_argument("--password", default=None)
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument(
+        "--delta-lag",
+        type=_lag,
+        default=None,
+        metavar="MIN[:MAX]",
+        help="seconds between a change and its watcher delta (default 0.02:0.3)",
+    )
+    parser.add_argument(
+        "--unset-status",
+        action="append",
+        default=[],
+        metavar="APP",
+        help="this application's charm never sets a workload status (repeatable)",
+    )
+    parser.add_argument("--seed", type=_count, default=None, help="seed of every random choice")
+    parser.add_argument(
+        "--spare-machines",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="clean, empty machines that AddUnits may use (as after juju add-machine)",
+    )
     args = parser.parse_args(argv)
     names = [name for name, _ in args.app]
     if len(set(names)) != len(names):
         parser.error("--app names must be unique")
+    unknown = sorted(set(args.unset_status) - set(names))
+    if unknown:
+        parser.error(f"--unset-status {unknown[0]}: no --app of that name")
     return args
 
 
@@ -64,6 +109,10 @@ async def serve(args: argparse.Namespace) -> None:
         realtime=True,
         username=args.username,
         password=args.password,
+        seed=args.seed,
+        unset_status=args.unset_status,
+        spare_machines=args.spare_machines,
+        **({} if args.delta_lag is None else {"delta_lag": args.delta_lag}),
     )
     await controller.start()
     stopping = asyncio.Event()

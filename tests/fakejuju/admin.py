@@ -72,6 +72,11 @@ async def apply_fault(ctl: server_mod.FakeJujuController, body: Any) -> dict[str
                 str(body.get("facade", "*")),
                 str(body.get("method", "*")),
             )
+        elif fault == "delta-lag":
+            low = _number(body, "min")
+            ctl.set_delta_lag(low, _number(body, "max", low))
+        elif fault == "add-machine":
+            return {"machine": ctl.add_machine()}
         elif fault == "clear":
             await ctl.clear_faults()
         else:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextvars
 import dataclasses
 import datetime
-from collections.abc import Mapping
+import math
+import random
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 CONTROLLER_UUID = "f0e1d2c3-b4a5-4697-8899-aabbccddeeff"
@@ -109,6 +113,8 @@ class Machine:
     agent_down: bool = False
     address: str = ""
     jobs: tuple[str, ...] = ("JobHostUnits",)
+    # Juju's machineDoc.Clean: no unit was ever assigned to it (AssignCleanEmpty may use it).
+    clean: bool = True
 
     @property
     def tag(self) -> str:
@@ -126,14 +132,212 @@ class HistoryEntry:
 
 
 _EntityKey = tuple[str, str]
+# Order of kinds in a watcher's first batch (Juju sends the store's whole list).
+_KIND_ORDER = {"model": 0, "application": 1, "machine": 2, "unit": 3, "annotation": 4}
+# Default lag between a change in the database and its delta in the multiwatcher store.
+DEFAULT_DELTA_LAG = (0.02, 0.3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """One entity change as the transaction log reports it: the entity's info at that moment."""
+
+    kind: str
+    key: str
+    change: str
+    info: dict[str, Any]
+
+
+class _Entry:
+    """A change on its way to the store; `ready_at` is None while its call has not answered."""
+
+    __slots__ = ("change", "ready_at")
+
+    def __init__(self, change: Change) -> None:
+        self.change = change
+        self.ready_at: float | None = None
+
+
+class Hold:
+    """The changes one API call makes, kept back until the call's reply has been sent."""
+
+    def __init__(self) -> None:
+        self.entries: list[_Entry] = []
+        self.open = True
+
+
+# Set by the server around each call; timers scheduled inside a call inherit it, so a closed
+# hold means "the call is over" and later changes flow normally.
+CURRENT_HOLD: contextvars.ContextVar[Hold | None] = contextvars.ContextVar(
+    "fakejuju_hold", default=None
+)
+
+
+class ChangeFeed:
+    """Juju's path from the database to the watchers: in order, late, never before the reply.
+
+    In Juju a call commits its transactions and answers; the transaction log watcher
+    (state/watcher/txnwatcher.go) picks the changes up on its next poll and the multiwatcher
+    worker applies them to its store, from which every AllWatcher.Next is served. Here every
+    change waits `lag` seconds of real time (uniform in [min, max], drawn from the fake's
+    seeded random source), changes made by a call wait for its reply first, and delivery is
+    strictly in commit order (a held change holds back everything after it).
+    """
+
+    def __init__(
+        self,
+        deliver: Callable[[list[Change]], None],
+        rng: random.Random,
+        lag: tuple[float, float] = DEFAULT_DELTA_LAG,
+    ) -> None:
+        self._deliver = deliver
+        self._rng = rng
+        self._queue: collections.deque[_Entry] = collections.deque()
+        self._last_ready = -math.inf
+        self._timer: asyncio.TimerHandle | None = None
+        self.lag = lag
+        self.set_lag(*lag)
+
+    def set_lag(self, low: float, high: float | None = None) -> None:
+        """Deliver changes `low`..`high` seconds (real time) after they happen."""
+        high = low if high is None else high
+        if low < 0 or high < low:
+            raise ValueError(f"delta lag needs 0 <= min <= max, got {low}..{high}")
+        self.lag = (float(low), float(high))
+
+    @property
+    def pending(self) -> int:
+        """How many changes have not reached the store yet."""
+        return len(self._queue)
+
+    def publish(self, change: Change) -> None:
+        """Queue one change; inside a call it waits for the call's reply."""
+        entry = _Entry(change)
+        self._queue.append(entry)
+        hold = CURRENT_HOLD.get()
+        if hold is not None and hold.open:
+            hold.entries.append(entry)
+        else:
+            self._release([entry])
+
+    def release(self, hold: Hold) -> None:
+        """The call's reply is sent: its changes start their lag now."""
+        hold.open = False
+        self._release(hold.entries)
+        hold.entries = []
+
+    def flush(self) -> None:
+        """Deliver everything now, held changes included (seeding, shutdown)."""
+        for entry in self._queue:
+            entry.ready_at = -math.inf
+        self._pump(force=True)
+
+    def close(self) -> None:
+        """Stop delivering (the controller stops)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _draw(self) -> float:
+        low, high = self.lag
+        return low if high == low else self._rng.uniform(low, high)
+
+    def _release(self, entries: Iterable[_Entry]) -> None:
+        loop = _running_loop()
+        if loop is None:
+            for entry in entries:
+                entry.ready_at = -math.inf
+            self._pump(force=True)
+            return
+        now = loop.time()
+        for entry in entries:
+            entry.ready_at = max(self._last_ready, now + self._draw())
+            self._last_ready = entry.ready_at
+        self._schedule(loop)
+
+    def _pump(self, force: bool = False) -> None:
+        self._timer = None
+        loop = _running_loop()
+        now = math.inf if force or loop is None else loop.time()
+        batch: list[Change] = []
+        while self._queue:
+            head = self._queue[0]
+            if head.ready_at is None or head.ready_at > now:
+                break
+            batch.append(self._queue.popleft().change)
+        if batch:
+            self._deliver(batch)
+        if loop is not None:
+            self._schedule(loop)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._queue and self._queue[0].ready_at is not None:
+            # A fresh context: the pump must not inherit a call's hold.
+            self._timer = loop.call_at(
+                self._queue[0].ready_at, self._pump, context=contextvars.Context()
+            )
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class Multiwatcher:
+    """The multiwatcher's store (core/multiwatcher): what every AllWatcher is served from."""
+
+    def __init__(self) -> None:
+        self.entities: dict[_EntityKey, dict[str, Any]] = {}
+        self.watchers: dict[str, AllWatcher] = {}
+        self._next_watcher_id = 1
+        self.applied = 0
+
+    def apply(self, changes: list[Change]) -> None:
+        """Apply changes to the store and hand them to every watcher."""
+        for change in changes:
+            entity = (change.kind, change.key)
+            if change.change == "remove":
+                self.entities.pop(entity, None)
+            else:
+                self.entities[entity] = change.info
+            for watcher in list(self.watchers.values()):
+                watcher.notify(change.kind, change.key, change.change, change.info)
+        self.applied += len(changes)
+
+    def snapshot(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """Every entity in the store: a watcher's first batch."""
+        ordered = sorted(self.entities.items(), key=lambda item: _KIND_ORDER.get(item[0][0], 9))
+        return [(kind, "change", info) for (kind, _key), info in ordered]
+
+    def new_watcher(self) -> AllWatcher:
+        """Create an AllWatcher (Client.WatchAll)."""
+        watcher = AllWatcher(str(self._next_watcher_id), self)
+        self._next_watcher_id += 1
+        self.watchers[watcher.id] = watcher
+        return watcher
+
+    def stop_watcher(self, watcher_id: str) -> None:
+        """Stop and forget one watcher."""
+        watcher = self.watchers.pop(watcher_id, None)
+        if watcher is not None:
+            watcher.stop()
 
 
 class AllWatcher:
-    """One AllWatcher: snapshot first, then coalesced latest state per entity."""
+    """One AllWatcher: the store's snapshot first, then coalesced latest state per entity.
 
-    def __init__(self, watcher_id: str, model: ModelState) -> None:
+    As in Juju's store (core/multiwatcher ChangesSince), an entity created and removed
+    between two Next calls produces no delta at all.
+    """
+
+    def __init__(self, watcher_id: str, store: Multiwatcher) -> None:
         self.id = watcher_id
-        self._model = model
+        self._store = store
         self._started = False
         self._seen: set[_EntityKey] = set()
         self._pending: dict[_EntityKey, tuple[str, dict[str, Any]]] = {}
@@ -145,14 +349,14 @@ class AllWatcher:
         if not self._started or self.stopped:
             return
         entity = (kind, key)
-        if change == "remove" and entity not in self._seen and entity not in self._pending:
-            return
         self._pending.pop(entity, None)
+        if change == "remove" and entity not in self._seen:
+            return
         self._pending[entity] = (change, info)
         self._wakeup.set()
 
     def stop(self) -> None:
-        """Stop the watcher; a pending Next fails with code "stopped"."""
+        """Stop the watcher; a pending Next fails."""
         self.stopped = True
         self._wakeup.set()
 
@@ -162,7 +366,7 @@ class AllWatcher:
             raise WatcherStoppedError
         if not self._started:
             self._started = True
-            snapshot = self._model.snapshot_deltas()
+            snapshot = self._store.snapshot()
             for kind, _change, info in snapshot:
                 self._seen.add((kind, ModelState.delta_key(kind, info)))
             return [[kind, change, info] for kind, change, info in snapshot]
@@ -187,10 +391,21 @@ class WatcherStoppedError(Exception):
     """Raised by AllWatcher.next() once the watcher is stopped."""
 
 
-class ModelState:
-    """The whole model and the change notifications that feed the watchers."""
+Observer = Callable[[str, str, str, dict[str, Any]], None]
 
-    def __init__(self, uuid: str, name: str, owner: str, now: float) -> None:
+
+class ModelState:
+    """The whole model (Juju's database) and the feed of its changes to the watchers."""
+
+    def __init__(
+        self,
+        uuid: str,
+        name: str,
+        owner: str,
+        now: float,
+        rng: random.Random | None = None,
+        delta_lag: tuple[float, float] = DEFAULT_DELTA_LAG,
+    ) -> None:
         self.uuid = uuid
         self.name = name
         self.owner = owner
@@ -203,28 +418,34 @@ class ModelState:
         self.history: dict[str, list[HistoryEntry]] = {}
         self.next_unit_number: dict[str, int] = {}
         self.next_machine_number = 0
-        self.watchers: dict[str, AllWatcher] = {}
-        self._next_watcher_id = 1
+        self.store = Multiwatcher()
+        self.feed = ChangeFeed(self.store.apply, rng or random.Random(), delta_lag)
+        # Test probes that must see every change the moment it happens (no lag).
+        self.observers: dict[str, Observer] = {}
         self._app_status: dict[str, Status] = {}
+        # Per application: unit names by workload severity, so status updates stay O(1).
+        self._by_rank: dict[str, dict[int, dict[str, None]]] = {}
+        self._notify("model", uuid, "change", self.model_info())
 
     # -- watchers ---------------------------------------------------------
 
+    @property
+    def watchers(self) -> dict[str, AllWatcher]:
+        """The live AllWatchers (of the store)."""
+        return self.store.watchers
+
     def new_watcher(self) -> AllWatcher:
         """Create an AllWatcher (Client.WatchAll)."""
-        watcher = AllWatcher(str(self._next_watcher_id), self)
-        self._next_watcher_id += 1
-        self.watchers[watcher.id] = watcher
-        return watcher
+        return self.store.new_watcher()
 
     def stop_watcher(self, watcher_id: str) -> None:
         """Stop and forget one watcher."""
-        watcher = self.watchers.pop(watcher_id, None)
-        if watcher is not None:
-            watcher.stop()
+        self.store.stop_watcher(watcher_id)
 
     def _notify(self, kind: str, key: str, change: str, info: dict[str, Any]) -> None:
-        for watcher in list(self.watchers.values()):
-            watcher.notify(kind, key, change, info)
+        for observer in list(self.observers.values()):
+            observer(kind, key, change, info)
+        self.feed.publish(Change(kind, key, change, info))
 
     @staticmethod
     def delta_key(kind: str, info: Mapping[str, Any]) -> str:
@@ -236,19 +457,6 @@ class ModelState:
         if kind == "model":
             return str(info["model-uuid"])
         return str(info["id"])
-
-    def snapshot_deltas(self) -> list[tuple[str, str, dict[str, Any]]]:
-        """Return the first AllWatcher.Next batch: every live entity."""
-        deltas: list[tuple[str, str, dict[str, Any]]] = [("model", "change", self.model_info())]
-        deltas += [("application", "change", self.application_info(a)) for a in self.applications]
-        deltas += [("machine", "change", self.machine_info(m)) for m in self.machines.values()]
-        deltas += [("unit", "change", self.unit_info(u)) for u in self.units.values()]
-        deltas += [
-            ("annotation", "change", self.annotation_info(tag))
-            for tag, values in self.annotations.items()
-            if values
-        ]
-        return deltas
 
     # -- delta info builders (Juju's multiwatcher JSON) ---------------------
 
@@ -283,10 +491,11 @@ class ModelState:
 
     def application_status(self, name: str) -> Status:
         """Return the derived application status (most severe unit workload)."""
-        units = [u for u in self.units.values() if u.application == name]
-        if not units:
+        buckets = self._by_rank.get(name, {})
+        worst_rank = min((rank for rank, names in buckets.items() if names), default=None)
+        if worst_rank is None:
             return self._app_status.get(name) or Status("unknown", "", self.created)
-        worst = min(units, key=lambda u: _rank(u.workload.current))
+        worst = self.units[next(iter(buckets[worst_rank]))]
         previous = self._app_status.get(name)
         status = Status(worst.workload.current, worst.workload.message, worst.workload.since)
         if previous is not None and (previous.current, previous.message) == (
@@ -295,6 +504,16 @@ class ModelState:
         ):
             return previous
         return status
+
+    def _index_unit(self, old: Unit | None, new: Unit | None) -> None:
+        """Keep the per-application severity index current (O(1) per change)."""
+        if old is not None:
+            bucket = self._by_rank.get(old.application, {}).get(_rank(old.workload.current))
+            if bucket is not None:
+                bucket.pop(old.name, None)
+        if new is not None:
+            buckets = self._by_rank.setdefault(new.application, {})
+            buckets.setdefault(_rank(new.workload.current), {})[new.name] = None
 
     def application_info(self, name: str) -> dict[str, Any]:
         """Return the "application" delta info."""
@@ -418,6 +637,7 @@ class ModelState:
         """Insert or update a unit, recording status history when statuses change."""
         old = self.units.get(unit.name)
         self.units[unit.name] = unit
+        self._index_unit(old, unit)
         if history:
             if old is None or _changed(old.workload, unit.workload):
                 self._record(unit.tag, "workload", unit.workload, unit.life)
@@ -429,9 +649,13 @@ class ModelState:
     def remove_unit(self, name: str) -> None:
         """Remove a unit; the remove delta carries its last info."""
         unit = self.units.pop(name)
+        self._index_unit(unit, None)
         tag = unit.tag
-        if self.annotations.pop(tag, None):
-            self._notify("annotation", tag, "remove", {"model-uuid": self.uuid, "tag": tag})
+        if tag in self.annotations:
+            # Remove deltas carry the last info, annotations included.
+            last = self.annotation_info(tag)
+            del self.annotations[tag]
+            self._notify("annotation", tag, "remove", last)
         self._notify("unit", name, "remove", self.unit_info(unit))
         self._notify_application(unit.application)
 
@@ -444,6 +668,14 @@ class ModelState:
             else:
                 current[key] = value
         self._notify("annotation", tag, "change", self.annotation_info(tag))
+        # allwatcher.go backingAnnotation.updated rewrites the annotated entity too: a "change"
+        # delta of the unit (or machine) with nothing visible changed.
+        unit = self.units.get(_unit_name(tag))
+        if unit is not None:
+            self._notify("unit", unit.name, "change", self.unit_info(unit))
+        machine = self.machines.get(tag.removeprefix("machine-"))
+        if tag.startswith("machine-") and machine is not None:
+            self._notify("machine", machine.id, "change", self.machine_info(machine))
 
     def _record(self, tag: str, kind: str, status: Status, life: str) -> None:
         self.history.setdefault(tag, []).append(HistoryEntry(kind, status, life))
@@ -453,7 +685,7 @@ class ModelState:
     def entity_exists(self, tag: str) -> bool:
         """Return whether a unit/machine/application/model tag names a live entity."""
         if tag.startswith("unit-"):
-            return any(u.tag == tag for u in self.units.values())
+            return _unit_name(tag) in self.units
         if tag.startswith("machine-"):
             return tag[len("machine-") :] in self.machines
         if tag.startswith("application-"):
@@ -467,13 +699,67 @@ class ModelState:
             return [e for e in entries if e.kind in ("workload", "juju-unit")]
         return [e for e in entries if e.kind == kind]
 
+    def presented_unit_status(self, unit: Unit) -> tuple[Status, Status]:
+        """(workload, agent) as Client.FullStatus shows them: lost only where Juju allows it.
+
+        apiserver/common/unitstatus.go UnitStatus: a unit that is not dead, whose agent is not
+        alive (lost itself, or its machine's agent is down: IAAS unit agents run in the
+        machine agent) and that canBeLost, shows agent lost; its workload becomes unknown
+        unless it is in error or terminated.
+        """
+        workload, agent = unit.workload, unit.agent
+        machine = self.machines.get(unit.machine_id)
+        alive = not unit.agent_lost and not (machine is not None and machine.agent_down)
+        if unit.life == "dead" or alive or not can_be_lost(unit):
+            return workload, agent
+        agent = Status("lost", NOT_COMMUNICATING, agent.since, agent.version)
+        if workload.current not in ("error", "terminated"):
+            workload = Status(
+                "unknown", f"agent lost, see 'juju show-status-log {unit.name}'", workload.since
+            )
+        return workload, agent
+
+    @staticmethod
+    def presented_machine_agent(machine: Machine) -> Status:
+        """The machine agent's status in FullStatus: down only where Juju allows it."""
+        agent = machine.agent
+        if machine.agent_down and machine.life != "dead" and can_machine_be_down(machine):
+            return Status("down", NOT_COMMUNICATING, agent.since, agent.version)
+        return agent
+
     def units_on(self, machine_id: str) -> list[Unit]:
         """Return the units placed on a machine."""
         return [u for u in self.units.values() if u.machine_id == machine_id]
 
 
+NOT_COMMUNICATING = "agent is not communicating with the server"
+
+
+def can_be_lost(unit: Unit) -> bool:
+    """apiserver/common/unitstatus.go canBeLost: when presence is checked at all."""
+    agent, workload = unit.agent, unit.workload
+    if agent.current in ("allocating", "running"):
+        return False
+    if agent.current == "executing" and agent.message == "running install hook":
+        return False
+    # isWorkloadInstalled: not while the charm is being installed or the agent initialises.
+    if workload.current == "maintenance" and workload.message == "installing charm software":
+        return False
+    return not (workload.current == "waiting" and workload.message == "agent initialising")
+
+
+def can_machine_be_down(machine: Machine) -> bool:
+    """apiserver/common/machinestatus.go canMachineBeDown: never while pending or stopped."""
+    return machine.agent.current not in ("pending", "stopped")
+
+
 def _changed(old: Status, new: Status) -> bool:
     return (old.current, old.message) != (new.current, new.message)
+
+
+def _unit_name(tag: str) -> str:
+    app, _, number = tag.removeprefix("unit-").rpartition("-")
+    return f"{app}/{number}"
 
 
 def _rank(status: str) -> int:

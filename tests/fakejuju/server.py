@@ -8,9 +8,10 @@ import dataclasses
 import http
 import json
 import logging
+import random
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import websockets
@@ -90,6 +91,10 @@ class FakeJujuController:
         model_name: str = "whirlwind-test",
         host: str = "127.0.0.1",
         admin_api: bool = True,
+        delta_lag: float | tuple[float, float] = model_mod.DEFAULT_DELTA_LAG,
+        seed: int | None = None,
+        unset_status: Collection[str] = (),
+        spare_machines: int = 0,
     ) -> None:
         self.host = host
         self.port = 0
@@ -97,18 +102,38 @@ class FakeJujuController:
         self.password = password if password is not None else secrets.token_hex(16)
         self.strict = strict
         self.step_delay = step_delay
+        # Every random choice of the fake comes from here: the same seed, the same choices.
+        self.seed = random.randrange(2**32) if seed is None else seed
+        self.rng = random.Random(self.seed)
+        log.info("fake juju: random seed %s", self.seed)
         self.clock: clock_mod.Clock = (
             clock_mod.RealClock() if realtime else clock_mod.ManualClock()
         )
+        low, high = delta_lag if isinstance(delta_lag, tuple) else (delta_lag, delta_lag)
         self.model = model_mod.ModelState(
-            str(uuid.uuid4()), model_name, username, self.clock.now()
+            str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            model_name,
+            username,
+            self.clock.now(),
+            rng=self.rng,
+            delta_lag=(low, high),
         )
         self.unit_faults = lifecycle_mod.UnitFaults()
         self.lifecycle = lifecycle_mod.Lifecycle(
-            self.model, self.clock, step_delay, self.unit_faults
+            self.model,
+            self.clock,
+            step_delay,
+            self.unit_faults,
+            rng=self.rng,
+            unset_status=unset_status,
         )
+        self._initial_lag = (low, high)
         for name, count in (applications or {}).items():
             self.lifecycle.seed_application(name, count)
+        for _ in range(spare_machines):
+            self.lifecycle.seed_machine()
+        # The seeded model is the past: every watcher starts from all of it.
+        self.model.feed.flush()
         self.calls: list[CallRecord] = []
         self.contract_violations: list[str] = []
         self.call_errors: list[CallErrorFault] = []
@@ -175,6 +200,7 @@ class FakeJujuController:
             "username": self.username,
             "password": self.password,
             "ca-cert": self.ca_cert,
+            "seed": str(self.seed),
         }
         if self.admin_url:
             info["admin-url"] = self.admin_url
@@ -197,6 +223,7 @@ class FakeJujuController:
         if self._outage_timer is not None:
             self._outage_timer.cancel()
         self.clock.close()
+        self.model.feed.close()
         for task in list(self._background):
             task.cancel()
         await self.drop_connections("clean")
@@ -280,6 +307,20 @@ class FakeJujuController:
         if application not in self.model.applications:
             raise ValueError(f"unknown application {application!r}")
         self.unit_faults.fail_new_units[application] = mode
+
+    def set_delta_lag(self, low: float, high: float | None = None) -> None:
+        """Watcher deltas reach clients `low`..`high` seconds (real time) after the change."""
+        self.model.feed.set_lag(low, high)
+
+    def set_unset_status(self, application: str) -> None:
+        """The application's charm never calls status-set: settled units show `unknown`."""
+        if application not in self.model.applications:
+            raise ValueError(f"unknown application {application!r}")
+        self.lifecycle.unset_status.add(application)
+
+    def add_machine(self) -> str:
+        """A new, clean machine (`juju add-machine`); AddUnits may place a unit on it."""
+        return self.lifecycle.add_machine()
 
     def lose_unit(self, unit: str, lost: bool = True) -> None:
         """Make a unit agent lost (FullStatus only) or bring it back."""
@@ -367,6 +408,7 @@ class FakeJujuController:
         self.unit_faults.clear()
         self.call_errors.clear()
         self.latency.clear()
+        self.set_delta_lag(*self._initial_lag)
         for name in list(self.model.units):
             self.lifecycle.set_unit_lost(name, False)
         for machine_id in list(self.model.machines):
@@ -423,9 +465,21 @@ class FakeJujuController:
                 "call-errors": [dataclasses.asdict(f) for f in self.call_errors],
                 "latency": dict(self.latency),
                 "outage": self.in_outage,
+                "delta-lag": {"min": self.model.feed.lag[0], "max": self.model.feed.lag[1]},
+                "unset-status": sorted(self.lifecycle.unset_status),
             },
+            "seed": self.seed,
             "connections": self.connection_count,
         }
+
+    async def wait_delivered(self, timeout: float = 5.0) -> None:
+        """Wait (real time, bounded) until every change so far has reached the watchers."""
+
+        async def wait() -> None:
+            while self.model.feed.pending:
+                await asyncio.sleep(0.005)
+
+        await asyncio.wait_for(wait(), timeout)
 
     def calls_to(self, facade: str, method: str) -> list[CallRecord]:
         """Return the recorded calls of facade.method."""
@@ -514,6 +568,23 @@ class FakeJujuController:
         )
         if delay:
             await asyncio.sleep(delay)
+        hold = model_mod.Hold()
+        token = model_mod.CURRENT_HOLD.set(hold)
+        try:
+            await self._answer(session, call, request_id, record, index)
+        finally:
+            # Juju answers first; the watchers hear of what the call changed later.
+            model_mod.CURRENT_HOLD.reset(token)
+            self.model.feed.release(hold)
+
+    async def _answer(
+        self,
+        session: Session,
+        call: protocol_mod.Call,
+        request_id: Any,
+        record: CallRecord,
+        index: int,
+    ) -> None:
         error: protocol_mod.RpcError | None = None
         response: dict[str, Any] = {}
         try:

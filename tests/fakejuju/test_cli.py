@@ -56,7 +56,11 @@ async def _until_pinged(admin: str) -> None:
 
 def test_cli_serves_state_faults_and_calls_then_exits_cleanly_on_sigterm():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakejuju", "--app", "x=2", "--step-delay", "0.01"],
+        [
+            sys.executable, "-m", "tests.fakejuju", "--app", "x=2", "--app", "y=1",
+            "--step-delay", "0.01", "--delta-lag", "0.05:0.1", "--seed", "7",
+            "--unset-status", "y", "--spare-machines", "1",
+        ],  # fmt: skip
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -70,6 +74,8 @@ def test_cli_serves_state_faults_and_calls_then_exits_cleanly_on_sigterm():
         status, state = _http(admin + "/state")
         bad_status, bad = _http(admin + "/fault", {"fault": "lose-unit"})
         fault_status, _ = _http(admin + "/fault", {"fault": "lose-unit", "unit": "x/1"})
+        lag_status, _ = _http(admin + "/fault", {"fault": "delta-lag", "min": 0, "max": 0.5})
+        bad_lag_status, bad_lag = _http(admin + "/fault", {"fault": "delta-lag", "min": 2, "max": 1})
         _, after = _http(admin + "/state")
         asyncio.run(_login_and_close(info))
         calls_status, calls = _http(admin + "/calls")
@@ -77,17 +83,31 @@ def test_cli_serves_state_faults_and_calls_then_exits_cleanly_on_sigterm():
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=10)
 
-    assert set(info) == {"endpoint", "model-uuid", "username", "password", "ca-cert", "admin-url"}
+    assert set(info) == {
+        "endpoint", "model-uuid", "username", "password", "ca-cert", "admin-url", "seed"
+    }  # fmt: skip
+    assert info["seed"] == "7"
     assert info["ca-cert"].startswith("-----BEGIN CERTIFICATE-----")
     assert status == 200
     assert isinstance(state, dict)
-    assert sorted(state["units"]) == ["x/0", "x/1"]
+    assert sorted(state["units"]) == ["x/0", "x/1", "y/0"]
+    assert state["seed"] == 7
+    assert state["faults"]["delta-lag"] == {"min": 0.05, "max": 0.1}
+    assert state["faults"]["unset-status"] == ["y"]
+    # The charm of y never sets a status; the spare machine hosts nothing.
+    assert state["units"]["y/0"]["workload-status"]["current"] == "unknown"
+    assert [m for m, info in state["machines"].items() if not info["units"]] == ["3"]
     assert bad_status == 400
     assert isinstance(bad, dict)
     assert "unit" in bad["error"]
     assert fault_status == 200
     assert isinstance(after, dict)
     assert after["units"]["x/1"]["agent-lost"] is True
+    assert lag_status == 200
+    assert after["faults"]["delta-lag"] == {"min": 0, "max": 0.5}
+    assert bad_lag_status == 400
+    assert isinstance(bad_lag, dict)
+    assert "delta lag" in bad_lag["error"]
     assert calls_status == 200
     assert isinstance(calls, list)
     assert [(c["facade"], c["version"], c["method"]) for c in calls[:2]] == [
@@ -98,7 +118,18 @@ def test_cli_serves_state_faults_and_calls_then_exits_cleanly_on_sigterm():
     assert "Traceback" not in stderr
 
 
-@pytest.mark.parametrize("argv", [["--app", "x"], ["--step-delay", "-1"], ["--bogus"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--app", "x"],
+        ["--step-delay", "-1"],
+        ["--bogus"],
+        ["--delta-lag", "0.3:0.1"],
+        ["--delta-lag", "soon"],
+        ["--seed", "-4"],
+        ["--app", "x=1", "--unset-status", "y"],
+    ],
+)
 def test_cli_rejects_bad_arguments_with_one_line(argv: list[str]):
     result = subprocess.run(
         [sys.executable, "-m", "tests.fakejuju", *argv],

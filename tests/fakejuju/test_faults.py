@@ -74,30 +74,83 @@ async def test_fail_new_units_rejects_unknown_mode(fake_juju: server.FakeJujuCon
         fake_juju.fail_new_units("wsgi-example", "explode")
 
 
-async def test_stuck_dying_completes_only_with_force_after_max_wait(
+async def test_stuck_dying_goes_only_with_force_after_two_max_waits(
     fake_juju: server.FakeJujuController,
 ):
+    # state/cleanup.go: cleanupForceDestroyedUnit after max-wait (dead), cleanupForceRemoveUnit
+    # after max-wait again (removed); the cleaner runs what is due on insertion or every 30 s.
     fake_juju.stuck_dying("wsgi-example/1")
     conn = await helpers.connect(fake_juju)
     app = client.ApplicationFacade.from_connection(conn)
     params = {"unit-tag": "unit-wsgi-example-1", "destroy-storage": False, "dry-run": False}
+    try:
+        await app.DestroyUnit(units=[{**params, "force": False, "max-wait": None}])
+        await fake_juju.run_until_settled()
+        assert _unit(fake_juju, "wsgi-example/1")["life"] == "dying"
 
-    await app.DestroyUnit(units=[{**params, "force": False, "max-wait": None}])
-    await fake_juju.run_until_settled()
-    assert _unit(fake_juju, "wsgi-example/1")["life"] == "dying"
-
-    await app.DestroyUnit(units=[{**params, "force": True, "max-wait": 30 * 10**9}])
-    await fake_juju.advance(29)
-    assert _unit(fake_juju, "wsgi-example/1")["life"] == "dying"
-    await fake_juju.advance(1)
-    assert _unit(fake_juju, "wsgi-example/1")["life"] == "dead"
-    await fake_juju.run_until_settled()
+        start = fake_juju.clock.now()
+        await app.DestroyUnit(units=[{**params, "force": True, "max-wait": 30 * 10**9}])
+        await fake_juju.advance(29)
+        assert _unit(fake_juju, "wsgi-example/1")["life"] == "dying"
+        await fake_juju.advance(3)
+        assert _unit(fake_juju, "wsgi-example/1")["life"] == "dead"
+        await fake_juju.advance(25)
+        assert "wsgi-example/1" in fake_juju.state()["units"]
+        await fake_juju.run_until_settled()
+        gone = fake_juju.clock.now() - start
+    finally:
+        await asyncio.wait_for(conn.close(), 5)
 
     assert "wsgi-example/1" not in fake_juju.state()["units"]
     assert "1" not in fake_juju.state()["machines"]
-    await asyncio.wait_for(conn.close(), 5)
+    assert 60 <= gone < 60 + 2 * 30 + 10
 
 
+async def test_unit_in_hook_error_dies_only_with_force(fake_juju: server.FakeJujuController):
+    fake_juju.fail_new_units("wsgi-example", "hook-error")
+    name = await _add_unit(fake_juju)
+    await fake_juju.advance(10)
+    assert _unit(fake_juju, name)["workload-status"]["current"] == "error"
+    conn = await helpers.connect(fake_juju)
+    app = client.ApplicationFacade.from_connection(conn)
+    request = {"unit-tag": "unit-" + name.replace("/", "-"), "destroy-storage": False}
+    try:
+        await app.DestroyUnit(units=[{**request, "force": False}])
+        await fake_juju.advance(600)
+        assert _unit(fake_juju, name)["life"] == "dying"
+        await app.DestroyUnit(units=[{**request, "force": True, "max-wait": 0}])
+        await fake_juju.advance(5)
+    finally:
+        await asyncio.wait_for(conn.close(), 5)
+
+    assert name not in fake_juju.state()["units"]
+
+
+async def test_hook_error_is_retried_with_backoff_flipping_to_executing(
+    fake_juju: server.FakeJujuController,
+):
+    fake_juju.fail_new_units("wsgi-example", "hook-error")
+    name = await _add_unit(fake_juju)
+    tag = "unit-" + name.replace("/", "-")
+
+    await fake_juju.advance(400)
+
+    history = [
+        (e.kind, e.status.current, e.status.message, e.status.since)
+        for e in fake_juju.model.history[tag]
+    ]
+    errors = [since for kind, current, _, since in history if current == "error"]
+    retries = [
+        since
+        for kind, current, message, since in history
+        if kind == "juju-unit" and current == "executing" and message == "running install hook"
+    ]
+    gaps = [b - a for a, b in zip(errors, errors[1:])]
+    # 5 s, 10 s, 20 s, ... between failures (+-3 % jitter, +1 s for the hook to run again).
+    assert len(gaps) >= 5
+    for gap, backoff in zip(gaps, [5, 10, 20, 40, 80]):
+        assert backoff * 0.97 + 1 <= gap <= backoff * 1.03 + 1
+    assert len(retries) == len(errors)  # the first install, then one per retry
 async def test_lost_unit_agent_blocks_removal_without_force(
     fake_juju: server.FakeJujuController,
 ):
@@ -170,10 +223,12 @@ async def test_clear_removes_faults(fake_juju: server.FakeJujuController):
     fake_juju.lose_unit("wsgi-example/0")
     fake_juju.call_error("Client", "FullStatus")
     fake_juju.set_latency(1.0)
+    fake_juju.set_delta_lag(2.0)
 
     await fake_juju.clear_faults()
 
     faults = fake_juju.state()["faults"]
     assert faults == {"fail-new-units": {}, "stuck-dying": [], "call-errors": [], "latency": {},
+                      "delta-lag": {"min": 0.02, "max": 0.3}, "unset-status": [],
                       "outage": False}  # fmt: skip
     assert fake_juju.state()["units"]["wsgi-example/0"]["agent-lost"] is False

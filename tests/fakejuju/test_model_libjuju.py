@@ -49,6 +49,8 @@ async def test_add_unit_goes_through_lifecycle_to_active_idle(
     await fake_juju.wait_for_call("Application", "AddUnits")
     units = await asyncio.wait_for(adding, 5)
     assert units is not None
+    # AddUnits adds the unit, then assigns it: the first delta may not name a machine yet.
+    await helpers.wait_until(lambda: units[0].machine is not None)
     assert units[0].machine is not None
 
     assert [u.name for u in units] == ["wsgi-example/3"]
@@ -80,8 +82,9 @@ async def test_unit_numbers_are_never_reused(
     await model.destroy_unit("wsgi-example/2")
     await fake_juju.run_until_settled()
     units = await asyncio.wait_for(model.applications["wsgi-example"].add_unit(), 5)
-
     assert units is not None
+    await helpers.wait_until(lambda: units[0].machine is not None)
+
     assert units[0].machine is not None
     assert units[0].name == "wsgi-example/3"
     assert units[0].machine.id == "4"

@@ -172,12 +172,17 @@ class ClockPump:
 
 
 def is_healthy(model: fake_model.ModelState, unit: fake_model.Unit) -> bool:
-    """Healthy as the README defines it: alive, active, idle, agent not lost, machine not down."""
+    """Serving: alive, agent up, workload active (or unknown: a charm without status).
+
+    The agent only accepts a new unit once it is also `idle` for settle-period; a unit that
+    later runs a relation or config hook (agent `executing`, workload still active) serves
+    on, so the invariant counts it. Allocating, installing, erroring, lost units do not.
+    """
     machine = model.machines.get(unit.machine_id)
     return (
         unit.life == "alive"
-        and unit.workload.current == "active"
-        and unit.agent.current == "idle"
+        and unit.workload.current in ("active", "unknown")
+        and unit.agent.current in ("idle", "executing")
         and not unit.agent_lost
         and not (machine is not None and machine.agent_down)
     )
@@ -221,18 +226,16 @@ def lifecycle_idle(fake: fake_server.FakeJujuController) -> bool:
     return not (isinstance(clock, fake_clock.ManualClock) and clock.next_due())
 
 
-class _ChangeProbe(fake_model.AllWatcher):
-    """Registered like a watcher so it sees every change of the model as it happens."""
+def observe(model: fake_model.ModelState, name: str, on_change: Callable[[], None]) -> None:
+    """Call `on_change` after every change of the fake's model, the moment it happens.
 
-    def __init__(
-        self, model: fake_model.ModelState, on_change: Callable[[], None], name: str
-    ) -> None:
-        super().__init__(name, model)
-        self._on_change = on_change
+    Model observers see the database, not the (late) watcher deltas the agent gets.
+    """
 
-    def notify(self, kind: str, key: str, change: str, info: dict[str, Any]) -> None:
-        """Check the invariants after this change."""
-        self._on_change()
+    def observer(kind: str, key: str, change: str, info: dict[str, Any]) -> None:
+        on_change()
+
+    model.observers[name] = observer
 
 
 def cut_off_when(fake: fake_server.FakeJujuController, condition: Callable[[], bool]) -> None:
@@ -241,15 +244,15 @@ def cut_off_when(fake: fake_server.FakeJujuController, condition: Callable[[], b
     The change happens inside the request that causes it, so the reply to that request is
     lost: the call took effect in Juju but the agent never hears the answer.
     """
-    name = f"cut-off-{len(fake.model.watchers)}"
+    name = f"cut-off-{len(fake.model.observers)}"
 
     def check() -> None:
         if condition():
-            fake.model.watchers.pop(name, None)
+            fake.model.observers.pop(name, None)
             for session in list(fake._sessions.values()):
                 session.ws.transport.abort()
 
-    fake.model.watchers[name] = _ChangeProbe(fake.model, check, name)
+    observe(fake.model, name, check)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,8 +280,7 @@ class InvariantChecker:
         self.seen_units: set[str] = set(model.units)
         self.machine_of: dict[str, str] = {u.name: u.machine_id for u in model.units.values()}
         self.samples = 0
-        self._probe = _ChangeProbe(model, self.sample, "invariant-probe")
-        model.watchers[self._probe.id] = self._probe
+        observe(model, "invariant-probe", self.sample)
         self.sample()
 
     def sample(self) -> None:
@@ -308,7 +310,7 @@ class InvariantChecker:
 
     def detach(self) -> None:
         """Stop sampling."""
-        self.fake.model.watchers.pop(self._probe.id, None)
+        self.fake.model.observers.pop("invariant-probe", None)
 
     @property
     def added_units(self) -> set[str]:
