@@ -253,8 +253,6 @@ def check_delta(value: Any, path: str, errors: list[str]) -> None:
     if keys is None:
         errors.append(f"{path}: unexpected delta kind {kind!r}")
         return
-    if change == "remove" and kind == "annotation":
-        keys = ("model-uuid", "tag")
     for key in info:
         if key not in keys:
             errors.append(f"{path}: unknown {kind} delta field {key!r}")
