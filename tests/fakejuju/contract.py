@@ -309,12 +309,19 @@ def check_response(facade: str, version: int, method: str, response: Any) -> lis
 
 
 def check_error_envelope(message: Mapping[str, Any]) -> list[str]:
-    """Return violations of Juju's error envelope (libjuju needs every key)."""
+    """Return violations of Juju's error envelope (libjuju needs request-id, error, response).
+
+    `error-code` is omitempty in Juju (rpc/jsoncodec outMsgV1): absent when there is no code.
+    """
     errors = [
         f"error envelope: missing {key!r}"
-        for key in ("request-id", "error", "error-code", "response")
+        for key in ("request-id", "error", "response")
         if key not in message
     ]
     if not isinstance(message.get("error"), str):
         errors.append("error envelope: 'error' must be a string")
+    if "error-code" in message and not (
+        isinstance(message["error-code"], str) and message["error-code"]
+    ):
+        errors.append("error envelope: 'error-code' is left out when there is no code")
     return errors

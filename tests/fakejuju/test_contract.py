@@ -66,10 +66,14 @@ def test_bad_delta_is_caught():
     assert any("unexpected delta kind 'gadget'" in e for e in errors), errors
 
 
-def test_error_envelope_needs_response_key():
+def test_error_envelope_needs_response_key_and_no_empty_code():
     errors = contract.check_error_envelope({"request-id": 1, "error": "x", "error-code": ""})
 
-    assert errors == ["error envelope: missing 'response'"]
+    assert errors == [
+        "error envelope: missing 'response'",
+        "error envelope: 'error-code' is left out when there is no code",
+    ]
+    assert contract.check_error_envelope({"request-id": 1, "error": "x", "response": {}}) == []
 
 
 async def test_fixture_records_violations_and_raises(fake_juju: server.FakeJujuController):
