@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -81,8 +80,4 @@ class JujuBackend(Protocol):
 
     async def refresh_status(self) -> None:
         """Poll full status now, so lost unit and down machine agents are current in `model`."""
-        ...
-
-    async def get_machine_first_seen(self, machine_id: str) -> datetime.datetime | None:
-        """Oldest status-history entry of the machine: a lower bound of its age, if known."""
         ...

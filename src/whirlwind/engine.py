@@ -77,8 +77,6 @@ class Engine:
         self._started_at: datetime.datetime | None = None
         self._in_flight: dict[str, _InFlight] = {}
         self._tasks: set[asyncio.Task[journal_mod.Operation]] = set()
-        self._machine_first_seen: dict[str, datetime.datetime | None] = {}
-        self._first_seen: dict[str, datetime.datetime] = {}
         saved = journal.get_state(_PAUSE_KEY) or {}
         self._paused = bool(saved.get("paused", False))
         self._paused_since = journal_mod.from_iso(saved.get("since"))
@@ -264,7 +262,6 @@ class Engine:
         self._reap()
         if not self._backend.connected:
             return
-        self._sync_first_seen()
         if self._paused or self._now() < self._get_next_due():
             return
         async with self._lock:
@@ -292,7 +289,6 @@ class Engine:
         if self._paused:
             logger.warning("the agent is paused: nothing to do")
             return False
-        self._sync_first_seen()
         async with self._lock:
             service = policy.get_next_service(
                 self._settings.services, self._get_ready(), self._get_last_service()
@@ -416,38 +412,6 @@ class Engine:
             last_run, self._started_at or self._now(), self._settings.interval
         )
 
-    def _sync_first_seen(self) -> None:
-        view = self._backend.model
-        if not view.synced:
-            return
-        self._first_seen = self._journal.sync_first_seen(list(view.units), self._now())
-        for machine_id in set(self._machine_first_seen) - set(view.machines):
-            del self._machine_first_seen[machine_id]
-
-    async def _get_births(
-        self, candidates: list[model_view.UnitState]
-    ) -> dict[str, datetime.datetime | None]:
-        view = self._backend.model
-        births: dict[str, datetime.datetime | None] = {}
-        for unit in candidates:
-            born = view.get_unit_annotations(unit.name).get(policy.BORN_ANNOTATION)
-            machine_id = unit.machine_id
-            if born is None and machine_id is not None:
-                if machine_id not in self._machine_first_seen:
-                    try:
-                        first = await self._backend.get_machine_first_seen(machine_id)
-                    except backend_mod.BackendError as exc:
-                        logger.info("no status history of machine %s: %s", machine_id, exc)
-                        first = None
-                    self._machine_first_seen[machine_id] = first
-                machine_born = self._machine_first_seen[machine_id]
-            else:
-                machine_born = None
-            births[unit.name] = policy.get_birth(
-                born, machine_born, self._first_seen.get(unit.name)
-            )
-        return births
-
     async def _plan(
         self, service: str, trigger: str, unit: str | None, dry_run: bool
     ) -> journal_mod.Operation | None:
@@ -457,10 +421,7 @@ class Engine:
         if unit is not None:
             victim = next((u for u in candidates if u.name == unit), None)
         else:
-            births = (
-                {} if self._settings.strategy == "random" else await self._get_births(candidates)
-            )
-            victim = policy.choose_victim(candidates, births, self._settings.strategy, self._rng)
+            victim = policy.choose_victim(candidates, self._settings.strategy, self._rng)
         if victim is None:
             return None
         return replacer.create_plan(
@@ -596,7 +557,6 @@ class Engine:
                     raise control.ControlError(control.REFUSED, f"{unit.name} is {unit.life}")
             if view.count_healthy(service) < 1:
                 raise control.ControlError(control.NOT_READY, f"{service} has no healthy unit")
-            self._sync_first_seen()
             op = await self._plan(service, REPLACE_NOW, request.unit, dry_run)
             if op is None:
                 raise control.ControlError(control.BUSY, f"no unit of {service} can be replaced")

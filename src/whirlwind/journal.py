@@ -9,7 +9,7 @@ import json
 import os
 import pathlib
 import sqlite3
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from whirlwind import policy
@@ -71,7 +71,6 @@ CREATE TABLE IF NOT EXISTS breakers (
     failures INTEGER NOT NULL,
     reason TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS first_seen (unit TEXT PRIMARY KEY, at TEXT NOT NULL);
 """
 
 # Columns an operation update may change.
@@ -443,27 +442,3 @@ class Journal:
         """Reset every breaker (resume, configuration change)."""
         with self._transaction("breakers:clear") as db:
             db.execute("DELETE FROM breakers")
-
-    def sync_first_seen(
-        self, units: Collection[str], at: datetime.datetime
-    ) -> dict[str, datetime.datetime]:
-        """Record `at` for new units, forget units gone; return every first-seen time."""
-        known = self.get_first_seen()
-        live = set(units)
-        new = live - set(known)
-        gone = set(known) - live
-        if new or gone:
-            with self._transaction("first-seen") as db:
-                db.executemany(
-                    "INSERT INTO first_seen (unit, at) VALUES (?, ?)",
-                    [(u, to_iso(at)) for u in sorted(new)],
-                )
-                db.executemany("DELETE FROM first_seen WHERE unit = ?", [(u,) for u in gone])
-        result = {u: t for u, t in known.items() if u in live}
-        result.update({u: at for u in new})
-        return result
-
-    def get_first_seen(self) -> dict[str, datetime.datetime]:
-        """When the agent first saw each live unit."""
-        rows = self._db.execute("SELECT unit, at FROM first_seen").fetchall()
-        return {r["unit"]: from_iso(r["at"]) or datetime.datetime.min for r in rows}

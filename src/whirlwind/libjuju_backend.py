@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime
 import logging
 import random
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
+import tenacity
 import websockets.exceptions
 from juju import errors as juju_errors
 from juju.client import connection as juju_connection
@@ -42,10 +42,25 @@ REQUIRED_FACADES: Mapping[str, int] = {
     "Annotations": 2,
 }
 
-# Error codes Juju uses for conditions that may clear up on their own.
-_TRANSIENT_CODES = frozenset({"try again", "retry", "lease error", "not leader"})
+# Error codes Juju really sends for conditions that clear up on their own (rpc/params
+# apierror.go: CodeExcessiveContention, CodeUpgradeInProgress, CodeDeadlineExceeded,
+# CodeNotYetAvailable, CodeTryAgain). They are retried, never a reason to roll back; codes
+# Juju never sends to clients (retry, lease error) are not reasons for anything.
+_TRANSIENT_CODES = frozenset(
+    {
+        "excessive contention",
+        "upgrade in progress",
+        "deadline exceeded",
+        "not yet available; try again later",
+        "try again",
+    }
+)
+# A call that arrives while the connection closes (rpc.ErrShutdown): no code at all.
+_TRANSIENT_MESSAGES = ("connection is shut down",)
 _LOGIN_REFUSED_CODES = frozenset({"unauthorized access", "permission denied"})
 _NOT_FOUND_CODES = frozenset({"not found", "model not found"})
+# Many "no such entity" errors carry no code (DestroyUnit: `unit "app/9" does not exist`).
+_NOT_FOUND_MESSAGES = ("not found", "does not exist")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,11 +200,17 @@ class _SessionEndedError(Exception):
     """The watcher or the status poller found the session unusable."""
 
 
-def _error_from_code(what: str, message: str, code: str | None) -> backend.BackendError:
+def classify_error(what: str, message: str, code: str | None) -> backend.BackendError:
+    """Our error type for one of Juju's error answers (message text plus error code)."""
     text = f"{what}: {message}" + (f" ({code})" if code else "")
-    if code in _NOT_FOUND_CODES or (not code and "not found" in message):
+    if code in _NOT_FOUND_CODES or (
+        not code and any(marker in message for marker in _NOT_FOUND_MESSAGES)
+    ):
         return backend.NotFoundError(text)
-    return backend.BackendError(text, transient=code in _TRANSIENT_CODES)
+    transient = code in _TRANSIENT_CODES or (
+        not code and any(marker in message for marker in _TRANSIENT_MESSAGES)
+    )
+    return backend.BackendError(text, transient=transient)
 
 
 def _login_info(conn: _Connection) -> Mapping[str, Any]:
@@ -222,7 +243,6 @@ class LibjujuBackend:
         self._stopping = False
         self._last_error: backend.BackendError | None = None
         self._preferred_endpoint = 0
-        self._first_seen: dict[str, datetime.datetime] = {}
         self.connect_attempts = 0
         self.sessions = 0
 
@@ -284,25 +304,10 @@ class LibjujuBackend:
     # -- supervisor --------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        attempt = 0  # failed connection attempts in a row
+        backoff = 0  # backoff exponent of the next failed dial
         flaps = 0  # sessions in a row that ended before stable_after
         while not self._stopping:
-            try:
-                session = await self._connect()
-            except Exception as exc:  # the supervisor must outlive any one failed attempt
-                if not isinstance(exc, backend.BackendError):
-                    logger.exception("unexpected error while connecting")
-                    exc = backend.BackendError(f"unexpected error: {exc!r}", transient=True)
-                self._last_error = exc
-                if exc.transient:
-                    delay = self._timings.backoff_delay(attempt, self._rng)
-                    attempt += 1
-                    logger.warning("cannot connect: %s; retrying in %.2fs", exc, delay)
-                else:
-                    delay = self._timings.max_delay(self._rng)
-                    logger.error("cannot connect: %s; retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
-                continue
+            session = await self._connect_with_backoff(backoff)
             loop = asyncio.get_running_loop()
             began = loop.time()
             try:
@@ -314,9 +319,55 @@ class LibjujuBackend:
             # A connection that keeps dropping right after login backs off like failed dials.
             flaps = 0 if loop.time() - began >= self._timings.stable_after else flaps + 1
             delay = self._timings.backoff_delay(flaps, self._rng)
-            attempt = flaps + 1
+            backoff = flaps + 1
             logger.info("reconnecting in %.2fs", delay)
             await asyncio.sleep(delay)
+
+    async def _connect_with_backoff(self, backoff: int) -> _Session:
+        """Dial until a session is up; tenacity retries every failure with jittered backoff.
+
+        Transient failures back off exponentially from exponent `backoff`; a refusal that
+        retrying soon cannot fix (bad credentials, missing facades) waits the longest delay.
+        """
+        failures = 0
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            nonlocal failures
+            exc = state.outcome.exception() if state.outcome is not None else None
+            if isinstance(exc, backend.BackendError) and not exc.transient:
+                return self._timings.max_delay(self._rng)
+            failures += 1
+            return self._timings.backoff_delay(backoff + failures - 1, self._rng)
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            delay = state.next_action.sleep if state.next_action is not None else 0.0
+            transient = isinstance(exc, backend.BackendError) and exc.transient
+            log = logger.warning if transient else logger.error
+            log("cannot connect: %s; retrying in %.2fs", exc, delay)
+
+        async for attempt in tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception_type(backend.BackendError),
+            wait=wait,
+            before_sleep=before_sleep,
+            reraise=True,
+        ):
+            with attempt:
+                return await self._connect_once()
+        raise AssertionError("unreachable: tenacity never stops here")  # pragma: no cover
+
+    async def _connect_once(self) -> _Session:
+        """One pass over the endpoints; every failure becomes a BackendError (and last_error)."""
+        try:
+            return await self._connect()
+        except backend.BackendError as exc:
+            self._last_error = exc
+            raise
+        except Exception as exc:  # the supervisor must outlive any one failed attempt
+            logger.exception("unexpected error while connecting")
+            error = backend.BackendError(f"unexpected error: {exc!r}", transient=True)
+            self._last_error = error
+            raise error from None
 
     async def _connect(self) -> _Session:
         """Log in through the first endpoint that works, starting with the last good one."""
@@ -382,7 +433,7 @@ class LibjujuBackend:
                     f"model {self._settings.model_uuid} not found on the controller "
                     f"({exc.message})"
                 ) from None
-            raise _error_from_code("login", exc.message, exc.error_code) from None
+            raise classify_error("login", exc.message, exc.error_code) from None
         except ssl.SSLCertVerificationError as exc:
             raise backend.BackendError(
                 f"TLS verification failed ({exc.verify_message}): the controller certificate "
@@ -502,6 +553,7 @@ class LibjujuBackend:
 
     async def _poll_status_once(self, conn: _Connection) -> None:
         """One FullStatus into the view; only a lost connection propagates."""
+        request = self._model.begin_status_poll()
         try:
             status = await self._rpc(
                 conn,
@@ -515,7 +567,7 @@ class LibjujuBackend:
         except backend.BackendError as exc:
             logger.warning("status poll failed: %s", exc)
             return
-        self._model.apply_full_status(status)
+        self._model.apply_full_status(status, request)
 
     async def _stop_watcher(self, session: _Session) -> None:
         with contextlib.suppress(backend.BackendError):
@@ -567,7 +619,7 @@ class LibjujuBackend:
                 f"{what}: no answer within {timeout:g}s", transient=True
             ) from None
         except juju_errors.JujuAPIError as exc:
-            raise _error_from_code(what, exc.message, exc.error_code) from None
+            raise classify_error(what, exc.message, exc.error_code) from None
         except juju_errors.JujuConnectionError as exc:
             raise backend.NotConnectedError(f"{what}: connection lost ({exc})") from None
         except juju_errors.JujuError as exc:
@@ -575,7 +627,7 @@ class LibjujuBackend:
             first = items[0] if items else {}
             message = str(first.get("message") or exc.message)
             code = first.get("code")
-            raise _error_from_code(what, message, str(code) if code else None) from None
+            raise classify_error(what, message, str(code) if code else None) from None
         except (websockets.exceptions.WebSocketException, ssl.SSLError, OSError) as exc:
             raise backend.NotConnectedError(
                 f"{what}: connection lost ({exc or type(exc).__name__})"
@@ -665,48 +717,9 @@ class LibjujuBackend:
         )
         self._model.set_annotations(unit, values)
 
-    async def get_machine_first_seen(self, machine_id: str) -> datetime.datetime | None:
-        """Oldest status-history entry of the machine: a lower bound of its age, if known."""
-        for known in [key for key in self._first_seen if key not in self._model.machines]:
-            del self._first_seen[known]
-        if machine_id in self._first_seen:
-            return self._first_seen[machine_id]
-        result = await self._call(
-            "Client",
-            "StatusHistory",
-            {
-                "requests": [
-                    {
-                        "historyKind": "machine",
-                        "tag": _machine_tag(machine_id),
-                        "filter": {"size": 1000},
-                    }
-                ]
-            },
-        )
-        oldest = _oldest_since(result)
-        if oldest is not None:
-            self._first_seen[machine_id] = oldest
-        return oldest
-
     async def refresh_status(self) -> None:
         """Poll FullStatus now (lost/down agents) instead of waiting for the next period."""
         session = self._session
         if session is None or not self._synced.is_set():
             raise backend.NotConnectedError()
         await self._poll_status_once(session.conn)
-
-
-def _oldest_since(result: Mapping[str, Any]) -> datetime.datetime | None:
-    """The earliest `since` in a StatusHistory answer (order is not relied upon)."""
-    results: Sequence[Any] = result.get("results") or []
-    if not results or not isinstance(results[0], dict):
-        return None
-    history = results[0].get("history") or {}
-    stamps = [
-        model_view.parse_since(entry.get("since"))
-        for entry in history.get("statuses") or []
-        if isinstance(entry, dict)
-    ]
-    valid = [stamp for stamp in stamps if stamp is not None]
-    return min(valid) if valid else None

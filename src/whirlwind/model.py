@@ -11,6 +11,10 @@ from typing import Any
 ALIVE = "alive"
 DYING = "dying"
 DEAD = "dead"
+# Workload statuses of a healthy unit: `active`, or `unknown`, which is what Juju shows after
+# the start hook of a charm that never calls status-set (worker/uniter runhook.go afterHook).
+# Never error, blocked, waiting or maintenance.
+HEALTHY_WORKLOADS = frozenset({"active", "unknown"})
 
 
 def parse_since(value: Any) -> datetime.datetime | None:
@@ -164,6 +168,12 @@ class ModelView:
         # Computed by the controller at FullStatus time only (never in deltas).
         self.lost_units: frozenset[str] = frozenset()
         self.down_machines: frozenset[str] = frozenset()
+        # Every unit the last FullStatus listed: the database then, while deltas come late.
+        self.status_units: frozenset[str] = frozenset()
+        # FullStatus requests numbered in the order they are sent, and the number of the one
+        # whose result was applied last: a poll sent after a call's answer sees its effect.
+        self.status_requests = 0
+        self.status_polls = 0
         self.model_name: str = ""
         self.is_controller_model: bool = False
         self.synced = False
@@ -217,14 +227,26 @@ class ModelView:
             self.model_name = str(info.get("name") or self.model_name)
         # Relations, charms, actions, blocks, branches: not needed by the engine.
 
-    def apply_full_status(self, status: Mapping[str, Any]) -> None:
-        """Record lost unit agents and down machine agents from a Client.FullStatus result."""
+    def begin_status_poll(self) -> int:
+        """Number a FullStatus request about to be sent (pass it to apply_full_status)."""
+        self.status_requests += 1
+        return self.status_requests
+
+    def polled_since(self, request: int) -> bool:
+        """Whether a FullStatus sent after request number `request` has been applied."""
+        return self.status_polls > request
+
+    def apply_full_status(self, status: Mapping[str, Any], request: int | None = None) -> None:
+        """Record lost unit agents, down machine agents and the units a FullStatus lists."""
         lost: set[str] = set()
+        listed: set[str] = set()
         for app in (status.get("applications") or {}).values():
             for name, unit in (app.get("units") or {}).items():
+                listed.add(name)
                 if _status(unit, "agent-status")[0] == "lost":
                     lost.add(name)
                 for sub_name, sub in (unit.get("subordinates") or {}).items():
+                    listed.add(sub_name)
                     if _status(sub, "agent-status")[0] == "lost":
                         lost.add(sub_name)
         down = {
@@ -234,6 +256,8 @@ class ModelView:
         }
         self.lost_units = frozenset(lost)
         self.down_machines = frozenset(down)
+        self.status_units = frozenset(listed)
+        self.status_polls = max(self.status_polls, request or self.begin_status_poll())
         self._notify()
 
     def set_annotations(self, unit: str, annotations: Mapping[str, str]) -> None:
@@ -276,14 +300,21 @@ class ModelView:
         )
 
     def is_healthy(self, name: str) -> bool:
-        """Healthy right now: alive, workload active, agent idle, not lost."""
+        """Healthy right now: alive, workload active (or unknown), agent idle, not lost."""
         unit = self.units.get(name)
         return (
             unit is not None
             and unit.life == ALIVE
-            and unit.workload_status == "active"
+            and unit.workload_status in HEALTHY_WORKLOADS
             and unit.agent_status == "idle"
             and not self.is_lost(name)
+        )
+
+    def is_broken(self, name: str) -> bool:
+        """Whether the unit's agent cannot run hooks: a hook failed, or it is lost."""
+        unit = self.units.get(name)
+        return unit is not None and (
+            unit.workload_status == "error" or unit.agent_status == "error" or self.is_lost(name)
         )
 
     def count_healthy(self, application: str) -> int:

@@ -146,34 +146,35 @@ def get_candidates(
     ]
 
 
-def get_birth(
-    born_annotation: str | None,
-    machine_first_seen: datetime.datetime | None,
-    first_seen: datetime.datetime | None,
-) -> datetime.datetime | None:
-    """A unit's age, best source first: our annotation, machine status history, first seen."""
-    born = model_view.parse_since(born_annotation)
-    if born is not None:
-        return born
-    if machine_first_seen is not None:
-        return machine_first_seen
-    return first_seen
-
-
 def choose_victim(
     candidates: Sequence[model_view.UnitState],
-    births: Mapping[str, datetime.datetime | None],
     strategy: settings_mod.Strategy,
     rng: random.Random,
 ) -> model_view.UnitState | None:
-    """The unit to replace: the oldest (unknown age counts as oldest), or a random one."""
+    """The unit to replace: the oldest, or a random one.
+
+    Juju numbers an application's units from a sequence that never goes back (state
+    application.go newUnitName -> sequence), so the lowest number is the oldest unit: no
+    status history is needed to tell ages apart within one application.
+    """
     if not candidates:
         return None
     ordered = sorted(candidates, key=lambda u: u.number)
     if strategy == "random":
         return rng.choice(ordered)
-    oldest = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
-    return min(ordered, key=lambda u: (births.get(u.name) or oldest, u.number))
+    return ordered[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class SettleFailure:
+    """Why a new unit will never settle, and whether removing it needs force at once.
+
+    A unit whose hook failed or whose agent is lost cannot run its stop hooks (the uniter
+    only waits for `juju resolve` after a hook error), so only a forced removal gets rid of it.
+    """
+
+    reason: str
+    needs_force: bool = False
 
 
 def get_settle_failure(
@@ -182,20 +183,27 @@ def get_settle_failure(
     *,
     name: str,
     lost: bool,
-) -> str | None:
-    """Why a new unit will never settle (fail fast), or None while it still may."""
+    seen: bool,
+) -> SettleFailure | None:
+    """Why a new unit will never settle (fail fast), or None while it still may.
+
+    A unit the agent added but has not seen yet is pending (its delta comes after the reply
+    of AddUnits), not gone: `seen` says whether the view ever showed it.
+    """
     if unit is None:
-        return f"new unit {name} disappeared"
+        return SettleFailure(f"new unit {name} disappeared") if seen else None
     if unit.life != model_view.ALIVE:
-        return f"new unit {name} is {unit.life}"
+        return SettleFailure(f"new unit {name} is {unit.life}")
     if unit.workload_status == "error" or unit.agent_status == "error":
         message = unit.workload_message or unit.agent_message or "error"
-        return f"new unit {name} failed: {message}"
+        return SettleFailure(f"new unit {name} failed: {message}", needs_force=True)
     if machine is not None and machine.instance_status in ("error", "provisioning error"):
         message = machine.instance_message or machine.instance_status
-        return f"machine {machine.id} of new unit {name} failed to provision: {message}"
+        return SettleFailure(
+            f"machine {machine.id} of new unit {name} failed to provision: {message}"
+        )
     if lost:
-        return f"new unit {name} is lost"
+        return SettleFailure(f"new unit {name} is lost", needs_force=True)
     return None
 
 
@@ -249,15 +257,18 @@ def find_adopted_unit(
 
     Only units numbered above the application's highest number at PLAN can be ours (the old
     unit carries the same op annotation); a unit annotated by another operation is not ours.
+    Units the last FullStatus listed count too: their deltas may not have arrived yet.
     """
     fresh = [u for u in view.get_units(application) if u.number > max_number and not u.subordinate]
     for unit in fresh:
         if view.get_unit_annotations(unit.name).get(OP_ANNOTATION) == op_id:
             return unit.name
-    for unit in fresh:
-        if OP_ANNOTATION not in view.get_unit_annotations(unit.name):
-            return unit.name
-    return None
+    names = {u.name for u in fresh if OP_ANNOTATION not in view.get_unit_annotations(u.name)}
+    for name in view.status_units - set(view.units):
+        app, _, number = name.rpartition("/")
+        if app == application and number.isdigit() and int(number) > max_number:
+            names.add(name)
+    return min(names, key=lambda n: int(n.rsplit("/", 1)[1]), default=None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,38 +8,35 @@ operation on its next start (`Replacer.run(op, recovering=True)`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from whirlwind import backend as backend_mod
 from whirlwind import journal as journal_mod
 from whirlwind import model as model_view
-from whirlwind import policy
+from whirlwind import policy, retrying
 from whirlwind import settings as settings_mod
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 # Seconds Juju gets to remove a dedicated machine by itself before we do.
 CLEANUP_GRACE = 60.0
-# Juju's max-wait for a forced removal (seconds).
+# Juju's max-wait for a forced removal of a unit whose agent may still do it properly.
 FORCE_MAX_WAIT = 60.0
+# A unit whose hook failed or whose agent is lost never runs its stop hooks: no waiting
+# (`juju remove-unit --force --no-wait`).
+FORCE_NO_WAIT = 0.0
+# worker/cleaner's period: each of a forced removal's two cleanups may run this late.
+JUJU_CLEANUP_PERIOD = 30.0
 # While disconnected the view may be stale: look again at least this often (seconds).
-RECHECK = 10.0
+RECHECK = retrying.RECHECK
 # Deadline of the status poll that confirms a settled unit (seconds).
 STATUS_TIMEOUT = 30.0
-BACKOFF_FIRST = 1.0
-BACKOFF_MAX = 30.0
 
 Clock = Callable[[], datetime.datetime]
-
-
-class DeadlineError(Exception):
-    """A step's deadline passed while a controller call kept failing transiently."""
+DeadlineError = retrying.DeadlineError
 
 
 def create_plan(
@@ -148,44 +145,22 @@ class Replacer:
         )
         return self._journal.finish(op, self._now(), result, reason)
 
-    def _start_rollback(self, op: journal_mod.Operation, reason: str) -> journal_mod.Operation:
+    def _start_rollback(
+        self, op: journal_mod.Operation, reason: str, *, force: bool = False
+    ) -> journal_mod.Operation:
+        """Journal ROLLBACK; `force` when the new unit can never run its stop hooks."""
         logger.warning("operation %s: rolling back: %s", op.id, reason)
-        remove_timeout = self._get_settings().remove_timeout
-        return self._step(
-            op,
-            journal_mod.ROLLBACK,
-            reason=reason,
-            deadline=self._in(remove_timeout),
-            forced=False,
-        )
-
-    async def _pause(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-        if not self._backend.connected and seconds > 0:
-            await self._backend.wait_synced(seconds)
+        if force:
+            deadline = self._in(self._force_wait(FORCE_NO_WAIT))
+        else:
+            deadline = self._in(self._get_settings().remove_timeout)
+        return self._step(op, journal_mod.ROLLBACK, reason=reason, deadline=deadline, forced=force)
 
     async def _call(
-        self, what: str, call: Callable[[], Awaitable[T]], deadline: datetime.datetime | None
-    ) -> T:
+        self, what: str, call: Callable[[], Awaitable[object]], deadline: datetime.datetime | None
+    ) -> None:
         """Make a controller call, retrying transient errors with backoff until `deadline`."""
-        delay = BACKOFF_FIRST
-        while True:
-            try:
-                return await call()
-            except backend_mod.BackendError as exc:
-                if not exc.transient:
-                    raise
-                remaining = self._remaining(deadline)
-                if remaining <= 0:
-                    if self._backend.connected:
-                        raise DeadlineError(f"{what}: {exc}") from None
-                    # Nothing can be done blind: the deadline is judged once connected again.
-                    await self._backend.wait_synced(RECHECK)
-                    continue
-                wait = min(delay, remaining)
-                logger.warning("%s failed (%s); trying again in %.0fs", what, exc, wait)
-                await self._pause(wait)
-                delay = min(delay * 2, BACKOFF_MAX)
+        await retrying.call(what, self._backend, deadline, self._now, call)
 
     async def _wait_view(
         self, predicate: Callable[[model_view.ModelView], bool], deadline: datetime.datetime | None
@@ -207,9 +182,6 @@ class Replacer:
             wait = remaining if self._backend.connected else min(remaining, RECHECK)
             await self._view.wait_for_change(wait)
 
-    async def _wait_gone(self, unit: str, deadline: datetime.datetime | None) -> bool:
-        return await self._wait_view(lambda v: v.get_unit(unit) is None, deadline)
-
     # -- steps -----------------------------------------------------------------------------
 
     async def _plan(self, op: journal_mod.Operation) -> journal_mod.Operation:
@@ -224,7 +196,7 @@ class Replacer:
         if op.new_unit is None:
             if not await self._wait_view(lambda _: True, op.deadline):
                 return self._start_rollback(op, "not connected before the deadline")
-            adopted = policy.find_adopted_unit(self._view, op.service, op.id, op.max_unit_number)
+            adopted = await self._find_added(op)
             if adopted is not None:
                 logger.info("operation %s: adopting %s added before the restart", op.id, adopted)
                 op = self._journal.update(op, self._now(), new_unit=adopted, born=self._now())
@@ -234,6 +206,16 @@ class Replacer:
                     op, "the agent stopped before the unit was added and the add deadline passed"
                 )
         return await self._add(op)
+
+    async def _find_added(self, op: journal_mod.Operation) -> str | None:
+        """The unit an ADD whose answer was lost created, if any, from a fresh FullStatus.
+
+        Watcher deltas come late, so only a status poll made now (Juju reads its database
+        for it) can tell whether the call took effect. A poll that fails raises: adding
+        another unit without knowing could leak one.
+        """
+        await self._backend.refresh_status()
+        return policy.find_adopted_unit(self._view, op.service, op.id, op.max_unit_number)
 
     async def _settle_recovering(self, op: journal_mod.Operation) -> journal_mod.Operation:
         """SETTLE after a restart: the original deadline, but time to watch one settle period."""
@@ -264,27 +246,18 @@ class Replacer:
 
     async def _add_unit(self, op: journal_mod.Operation) -> str:
         """AddUnits, retried on transient errors; after one, adopt the unit if it was added."""
-        delay = BACKOFF_FIRST
-        while True:
-            try:
+        async for attempt in retrying.until_deadline(
+            f"add-unit {op.service}", self._backend, op.deadline, self._now
+        ):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    # The failed call may have reached the controller: look before adding.
+                    adopted = await self._find_added(op)
+                    if adopted is not None:
+                        logger.info("operation %s: the failed add-unit created %s", op.id, adopted)
+                        return adopted
                 return await self._backend.add_unit(op.service)
-            except backend_mod.BackendError as exc:
-                if not exc.transient:
-                    raise
-                remaining = self._remaining(op.deadline)
-                if remaining <= 0:
-                    raise DeadlineError(f"add-unit {op.service}: {exc}") from None
-                logger.warning("add-unit %s failed (%s); checking the model", op.service, exc)
-                await self._pause(min(delay, remaining))
-                delay = min(delay * 2, BACKOFF_MAX)
-            # The call may have reached the controller: look before adding another unit.
-            if await self._backend.wait_synced(self._remaining(op.deadline)):
-                adopted = policy.find_adopted_unit(
-                    self._view, op.service, op.id, op.max_unit_number
-                )
-                if adopted is not None:
-                    logger.info("operation %s: the failed add-unit created %s", op.id, adopted)
-                    return adopted
+        raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
 
     async def _annotate(
         self, op: journal_mod.Operation, unit: str, values: dict[str, str]
@@ -307,21 +280,27 @@ class Replacer:
         if new is None:
             return self._start_rollback(op, "no new unit to settle")
         state = policy.SettleState()
+        # A unit added but not seen yet is pending: its delta comes after AddUnits answered.
+        # A status poll made after now that does not list it means it is gone.
+        seen = False
+        mark = self._view.status_requests
         while True:
             now = self._now()
             settle_period = self._get_settings().settle_period
             if self._backend.connected:
                 view = self._view
                 unit = view.get_unit(new)
+                seen = seen or unit is not None
+                absent = unit is None and view.polled_since(mark) and new not in view.status_units
                 machine_id = unit.machine_id if unit is not None else None
                 machine = view.machines.get(machine_id) if machine_id is not None else None
                 if machine_id is not None and op.new_machine != machine_id:
                     op = self._journal.update(op, now, new_machine=machine_id)
                 failure = policy.get_settle_failure(
-                    unit, machine, name=new, lost=view.is_lost(new)
+                    unit, machine, name=new, lost=view.is_lost(new), seen=seen or absent
                 )
                 if failure is not None:
-                    return self._start_rollback(op, failure)
+                    return self._start_rollback(op, failure.reason, force=failure.needs_force)
                 state = state.observe(view.is_healthy(new), now)
             else:
                 # Blind while disconnected: health must be seen again, continuously.
@@ -336,7 +315,10 @@ class Replacer:
                 continue
             if remaining <= 0:
                 timeout = self._get_settings().settle_timeout
-                return self._start_rollback(op, f"new unit {new} did not settle within {timeout}s")
+                reason = f"new unit {new} did not settle within {timeout}s"
+                if not seen:
+                    reason = f"new unit {new} never showed up within {timeout}s"
+                return self._start_rollback(op, reason, force=self._view.is_broken(new))
             wait = remaining
             left = state.remaining(now, settle_period)
             if left is not None:
@@ -351,7 +333,7 @@ class Replacer:
             await asyncio.wait_for(self._backend.refresh_status(), STATUS_TIMEOUT)
         except (backend_mod.BackendError, asyncio.TimeoutError) as exc:
             logger.info("cannot confirm %s with a status poll (%s); looking again", unit, exc)
-            await self._pause(1.0)
+            await asyncio.sleep(1.0)
             return False
         return self._view.is_healthy(unit)
 
@@ -384,12 +366,18 @@ class Replacer:
     async def _remove_unit(
         self, op: journal_mod.Operation, name: str
     ) -> tuple[journal_mod.Operation, bool]:
-        """Destroy `name` and wait; after the step's deadline escalate to force once."""
+        """Destroy `name` and wait; escalate to force at the step's deadline, or at once.
+
+        A unit in hook error or with a lost agent never runs its stop hooks, so waiting for
+        it is wasted time: it is removed with force (and no max-wait) straight away. Juju
+        answers DestroyUnit of a unit that does not exist with an error: it is gone already.
+        """
+        if not op.forced and self._view.is_broken(name):
+            op = self._escalate(op, name, "its agent cannot run the stop hooks")
         if not op.forced:
             unit = self._view.get_unit(name)
-            if unit is None:
-                return op, True
-            if unit.life == model_view.ALIVE:
+            # A unit not in the view may still be on its way (deltas are late): ask Juju.
+            if unit is None or unit.life == model_view.ALIVE:
                 try:
                     await self._call(
                         f"destroy {name}", lambda: self._backend.destroy_unit(name), op.deadline
@@ -398,30 +386,22 @@ class Replacer:
                     return op, True
                 except (DeadlineError, backend_mod.BackendError) as exc:
                     logger.warning("operation %s: cannot destroy %s: %s", op.id, name, exc)
-            if await self._wait_gone(name, op.deadline):
+            if await self._wait_gone(name, op.deadline, until_broken=True):
                 return op, True
-            logger.warning(
-                "operation %s: %s still there after %ss; removing it with force",
-                op.id,
-                name,
-                self._get_settings().remove_timeout,
-            )
-            op = self._journal.update(
-                op,
-                self._now(),
-                log=f"{op.step}-force",
-                forced=True,
-                deadline=self._in(self._force_wait()),
-            )
-        if self._view.get_unit(name) is None:
-            return op, True
+            why = f"still there after {self._get_settings().remove_timeout}s"
+            if self._view.is_broken(name):
+                why = "its agent cannot run the stop hooks"
+            op = self._escalate(op, name, why)
+        max_wait = FORCE_NO_WAIT if self._view.is_broken(name) else FORCE_MAX_WAIT
         if self._remaining(op.deadline) <= 0:
             # The deadline passed while the agent was down: the forced removal gets its time.
-            op = self._journal.update(op, self._now(), deadline=self._in(self._force_wait()))
+            op = self._journal.update(
+                op, self._now(), deadline=self._in(self._force_wait(max_wait))
+            )
         try:
             await self._call(
                 f"destroy {name} with force",
-                lambda: self._backend.destroy_unit(name, force=True, max_wait=FORCE_MAX_WAIT),
+                lambda: self._backend.destroy_unit(name, force=True, max_wait=max_wait),
                 op.deadline,
             )
         except backend_mod.NotFoundError:
@@ -430,9 +410,59 @@ class Replacer:
             logger.warning("operation %s: cannot force-destroy %s: %s", op.id, name, exc)
         return op, await self._wait_gone(name, op.deadline)
 
-    def _force_wait(self) -> float:
-        """How long a forced removal may take: Juju first waits max-wait, then forces."""
-        return FORCE_MAX_WAIT + self._get_settings().remove_timeout
+    async def _wait_gone(
+        self, name: str, deadline: datetime.datetime | None, *, until_broken: bool = False
+    ) -> bool:
+        """Wait until `name` is gone (True), or until the deadline or it breaks (False).
+
+        With `until_broken` the wait also ends when the unit cannot run hooks any more.
+        Gone means the view showed the unit and then its removal, or, for a unit the view
+        never showed (its deltas still on their way), a status poll made after now does not
+        list it; such a unit is looked for with a status poll every RECHECK seconds.
+        """
+        seen = self._view.get_unit(name) is not None
+        mark = self._view.status_requests
+
+        def settled(view: model_view.ModelView) -> bool:
+            nonlocal seen
+            if view.get_unit(name) is not None:
+                seen = True
+                return until_broken and view.is_broken(name)
+            return seen or (view.polled_since(mark) and name not in view.status_units)
+
+        while True:
+            limit = deadline
+            if not seen:
+                limit = min(deadline or self._now(), self._in(RECHECK))
+            if await self._wait_view(settled, limit):
+                return self._view.get_unit(name) is None
+            if self._remaining(deadline) <= 0:
+                return False
+            try:
+                await self._backend.refresh_status()
+            except backend_mod.BackendError as exc:
+                logger.info("cannot poll status while waiting for %s to go: %s", name, exc)
+
+    def _escalate(self, op: journal_mod.Operation, name: str, why: str) -> journal_mod.Operation:
+        """Journal the switch to a forced removal of `name`, with the deadline that needs."""
+        logger.warning("operation %s: removing %s with force: %s", op.id, name, why)
+        max_wait = FORCE_NO_WAIT if self._view.is_broken(name) else FORCE_MAX_WAIT
+        return self._journal.update(
+            op,
+            self._now(),
+            log=f"{op.step}-force",
+            forced=True,
+            deadline=self._in(self._force_wait(max_wait)),
+        )
+
+    def _force_wait(self, max_wait: float) -> float:
+        """How long a forced removal may take.
+
+        state/cleanup.go: the unit is forced dead one max-wait after the request and removed
+        one max-wait after that; each cleanup may run up to the cleaner's period late. The
+        operator's remove-timeout comes on top as the margin.
+        """
+        return 2 * (max_wait + JUJU_CLEANUP_PERIOD) + self._get_settings().remove_timeout
 
     async def _cleanup(self, op: journal_mod.Operation) -> journal_mod.Operation:
         note = ""
@@ -443,7 +473,11 @@ class Replacer:
     async def _cleanup_machine(
         self, op: journal_mod.Operation, machine_id: str, grace: datetime.datetime | None
     ) -> str:
-        """Remove an emptied machine Juju did not remove by itself; return a note if kept."""
+        """Remove the old unit's emptied machine if Juju did not; return a note if kept.
+
+        Only a machine seen dedicated to the old unit at PLAN gets here. Juju removes such a
+        machine itself (state/unit.go destroyHostOps); this is the fallback.
+        """
         if await self._wait_view(lambda v: machine_id not in v.machines, grace):
             return ""
         machine = self._view.machines.get(machine_id)
@@ -471,10 +505,22 @@ class Replacer:
         return ""
 
     async def _rollback(self, op: journal_mod.Operation) -> journal_mod.Operation:
+        """Remove the new unit; its machine is Juju's to remove (destroyHostOps), never ours.
+
+        The new unit may have landed on a clean machine that existed before (AddUnits places
+        units with AssignCleanEmpty): Whirlwind never removes a machine it did not see being
+        dedicated to the old unit.
+        """
         reason = op.reason or "rolled back"
         # The ADD may have reached the controller although we never learnt the name.
         if op.new_unit is None and await self._wait_view(lambda _: True, op.deadline):
-            adopted = policy.find_adopted_unit(self._view, op.service, op.id, op.max_unit_number)
+            try:
+                adopted = await self._find_added(op)
+            except backend_mod.BackendError as exc:
+                logger.warning("operation %s: cannot look for an added unit: %s", op.id, exc)
+                adopted = policy.find_adopted_unit(
+                    self._view, op.service, op.id, op.max_unit_number
+                )
             if adopted is not None:
                 op = self._journal.update(op, self._now(), new_unit=adopted)
         new = op.new_unit
@@ -489,7 +535,8 @@ class Replacer:
             return self._finish(
                 op, journal_mod.FAILED, f"{reason}; new unit {new} could not be removed"
             )
-        if machine_id is not None:
-            with contextlib.suppress(DeadlineError):
-                await self._cleanup_machine(op, machine_id, self._in(CLEANUP_GRACE))
+        if machine_id is not None and not await self._wait_view(
+            lambda v: machine_id not in v.machines, self._in(CLEANUP_GRACE)
+        ):
+            reason += f"; machine {machine_id} is still there (left to Juju)"
         return self._finish(op, journal_mod.ROLLED_BACK, reason)

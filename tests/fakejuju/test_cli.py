@@ -16,6 +16,10 @@ import pytest
 from tests.fakejuju import helpers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+CLI_ARGS = (
+    "--app", "x=2", "--app", "y=1", "--step-delay", "0.01", "--delta-lag", "0.05:0.1",
+    "--seed", "7", "--unset-status", "y", "--spare-machines", "1",
+)  # fmt: skip
 
 
 def _http(url: str, body: dict | None = None) -> tuple[int, object]:
@@ -56,11 +60,7 @@ async def _until_pinged(admin: str) -> None:
 
 def test_cli_serves_state_faults_and_calls_then_exits_cleanly_on_sigterm():
     proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "tests.fakejuju", "--app", "x=2", "--app", "y=1",
-            "--step-delay", "0.01", "--delta-lag", "0.05:0.1", "--seed", "7",
-            "--unset-status", "y", "--spare-machines", "1",
-        ],  # fmt: skip
+        [sys.executable, "-m", "tests.fakejuju", *CLI_ARGS],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -75,7 +75,9 @@ def test_cli_serves_state_faults_and_calls_then_exits_cleanly_on_sigterm():
         bad_status, bad = _http(admin + "/fault", {"fault": "lose-unit"})
         fault_status, _ = _http(admin + "/fault", {"fault": "lose-unit", "unit": "x/1"})
         lag_status, _ = _http(admin + "/fault", {"fault": "delta-lag", "min": 0, "max": 0.5})
-        bad_lag_status, bad_lag = _http(admin + "/fault", {"fault": "delta-lag", "min": 2, "max": 1})
+        bad_lag_status, bad_lag = _http(
+            admin + "/fault", {"fault": "delta-lag", "min": 2, "max": 1}
+        )
         _, after = _http(admin + "/state")
         asyncio.run(_login_and_close(info))
         calls_status, calls = _http(admin + "/calls")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 from juju import errors as juju_errors
@@ -145,12 +146,14 @@ async def test_hook_error_is_retried_with_backoff_flipping_to_executing(
         for kind, current, message, since in history
         if kind == "juju-unit" and current == "executing" and message == "running install hook"
     ]
-    gaps = [b - a for a, b in zip(errors, errors[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(errors)]
     # 5 s, 10 s, 20 s, ... between failures (+-3 % jitter, +1 s for the hook to run again).
     assert len(gaps) >= 5
-    for gap, backoff in zip(gaps, [5, 10, 20, 40, 80]):
+    for gap, backoff in zip(gaps, [5, 10, 20, 40, 80], strict=False):
         assert backoff * 0.97 + 1 <= gap <= backoff * 1.03 + 1
     assert len(retries) == len(errors)  # the first install, then one per retry
+
+
 async def test_lost_unit_agent_blocks_removal_without_force(
     fake_juju: server.FakeJujuController,
 ):

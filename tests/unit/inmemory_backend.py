@@ -8,12 +8,15 @@ task is waiting, so settle periods and timeouts of minutes take microseconds of 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import copy
 import dataclasses
 import datetime
 import pathlib
 import random
 import selectors
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
 
 from whirlwind import backend
@@ -141,9 +144,20 @@ class InMemoryBackend:
     """A JujuBackend whose Juju is a dict: unit lifecycle on loop time, faults on demand."""
 
     def __init__(
-        self, *, timings: Timings | None = None, is_controller_model: bool = False
+        self,
+        *,
+        timings: Timings | None = None,
+        is_controller_model: bool = False,
+        delta_lag: float = 0.2,
     ) -> None:
         self.timings = timings or Timings()
+        # As in Juju, a change reaches the view this long after it happened (and so after the
+        # call that made it has answered).
+        self.delta_lag = delta_lag
+        self._deltas: collections.deque[tuple[float, list[Any]]] = collections.deque()
+        self._delta_timer: asyncio.TimerHandle | None = None
+        # Set-up (the model as it was before the test) reaches the view at once.
+        self._setting_up = False
         self._model = model_view.ModelView()
         self._model.is_controller_model = is_controller_model
         self._model.model_name = "test"
@@ -151,7 +165,6 @@ class InMemoryBackend:
         self._units: dict[str, dict[str, Any]] = {}
         self._machines: dict[str, dict[str, Any]] = {}
         self._annotations: dict[str, dict[str, str]] = {}
-        self._machine_born: dict[str, datetime.datetime] = {}
         self._next_number: dict[str, int] = {}
         self._next_machine = 0
         self._connected = True
@@ -224,16 +237,26 @@ class InMemoryBackend:
         self._enter("destroy_unit", (unit,), {"force": force, "max_wait": max_wait})
         info = self._units.get(unit)
         if info is None:
-            raise backend.NotFoundError(f'unit "{unit}" not found')
+            # Juju: a plain error without a code.
+            raise backend.NotFoundError(f'unit "{unit}" does not exist')
         app = str(info["application"])
         healthy_left = self._model.count_healthy(app) - (1 if self._model.is_healthy(unit) else 0)
         self.destroyed.append(DestroyRecord(unit, app, healthy_left, force))
         if info["life"] == model_view.ALIVE:
             info["life"] = model_view.DYING
             self._emit("unit", info)
-        if force or unit not in self.stuck_dying:
-            delay = self.timings.remove if not force else min(self.timings.remove, max_wait or 0)
+        # A unit in hook error or with a lost agent never runs its stop hooks: only force helps,
+        # after two max-waits and the cleanup worker's period (state/cleanup.go).
+        stuck = (
+            unit in self.stuck_dying
+            or unit in self._lost
+            or info["workload-status"]["current"] == "error"
+        )
+        if force:
+            delay = min(self.timings.remove, 2 * (max_wait or 0) + 30.0)
             asyncio.get_running_loop().call_later(delay, self._remove_unit, unit)
+        elif not stuck:
+            asyncio.get_running_loop().call_later(self.timings.remove, self._remove_unit, unit)
         self._leave("destroy_unit", (unit,))
 
     async def destroy_machine(self, machine_id: str, *, force: bool = False) -> None:
@@ -268,11 +291,6 @@ class InMemoryBackend:
         self._publish_status()
         self._leave("refresh_status", ())
 
-    async def get_machine_first_seen(self, machine_id: str) -> datetime.datetime | None:
-        """When the machine was created (its oldest status-history entry)."""
-        self._enter("get_machine_first_seen", (machine_id,), {})
-        return self._machine_born.get(machine_id)
-
     # -- set-up and fault injection ----------------------------------------------------------
 
     def add_application(
@@ -282,22 +300,24 @@ class InMemoryBackend:
         *,
         subordinate: bool = False,
         born: Mapping[int, datetime.datetime] | None = None,
-        machine_born: Mapping[int, datetime.datetime] | None = None,
     ) -> list[str]:
-        """Create an application with healthy units (usable before the loop runs)."""
-        self._apps[name] = {"name": name, "life": model_view.ALIVE, "subordinate": subordinate}
-        self._emit("application", self._apps[name])
-        names = [self._create_unit(name, healthy=True) for _ in range(units)]
-        for number, when in (born or {}).items():
-            tag = model_view.unit_tag(f"{name}/{number}")
-            self._annotations.setdefault(tag, {})["whirlwind/born"] = when.isoformat()
-            self._emit_annotation(tag)
-        for number, when in (machine_born or {}).items():
-            self._machine_born[str(self._units[f"{name}/{number}"]["machine-id"])] = when
+        """Create an application with healthy units (set-up: in the view at once)."""
+        with self._set_up():
+            self._apps[name] = {"name": name, "life": model_view.ALIVE, "subordinate": subordinate}
+            self._emit("application", self._apps[name])
+            names = [self._create_unit(name, healthy=True) for _ in range(units)]
+            for number, when in (born or {}).items():
+                tag = model_view.unit_tag(f"{name}/{number}")
+                self._annotations.setdefault(tag, {})["whirlwind/born"] = when.isoformat()
+                self._emit_annotation(tag)
         return names
 
     def add_subordinate_unit(self, application: str, principal: str) -> str:
-        """Put a subordinate unit of `application` next to `principal`."""
+        """Put a subordinate unit of `application` next to `principal` (set-up)."""
+        with self._set_up():
+            return self._add_subordinate_unit(application, principal)
+
+    def _add_subordinate_unit(self, application: str, principal: str) -> str:
         if application not in self._apps:
             self._apps[application] = {
                 "name": application,
@@ -322,9 +342,10 @@ class InMemoryBackend:
         return name
 
     def set_controller_machine(self, machine_id: str) -> None:
-        """Give the machine the controller job."""
+        """Give the machine the controller job (set-up)."""
         self._machines[machine_id]["jobs"] = ["JobHostUnits", "JobManageModel"]
-        self._emit("machine", self._machines[machine_id])
+        with self._set_up():
+            self._emit("machine", self._machines[machine_id])
 
     def set_unit_status(
         self, unit: str, workload: str, agent: str = "idle", message: str = ""
@@ -346,6 +367,7 @@ class InMemoryBackend:
     def disconnect(self, seconds: float | None = None) -> None:
         """Drop the connection; with `seconds`, reconnect after that long."""
         self._connected = False
+        self._deltas.clear()
         self._reconnected = asyncio.Event()
         if seconds is not None:
             asyncio.get_running_loop().call_later(seconds, self.reconnect)
@@ -405,12 +427,44 @@ class InMemoryBackend:
             raise failures.pop(0)
 
     def _emit(self, kind: str, info: Mapping[str, Any]) -> None:
-        if self._connected:
-            self._model.apply_deltas([[kind, "change", dict(info)]])
+        self._send([kind, "change", copy.deepcopy(dict(info))])
 
     def _emit_remove(self, kind: str, info: Mapping[str, Any]) -> None:
-        if self._connected:
-            self._model.apply_deltas([[kind, "remove", dict(info)]])
+        self._send([kind, "remove", copy.deepcopy(dict(info))])
+
+    def _send(self, delta: list[Any]) -> None:
+        """Deliver a delta `delta_lag` seconds from now, in order (set-up: at once)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or self._setting_up:
+            self._model.apply_deltas([delta])
+            return
+        if not self._connected:
+            return
+        self._deltas.append((loop.time() + self.delta_lag, delta))
+        if self._delta_timer is None:
+            self._delta_timer = loop.call_at(self._deltas[0][0], self._deliver)
+
+    def _deliver(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._delta_timer = None
+        batch: list[list[Any]] = []
+        while self._deltas and self._deltas[0][0] <= loop.time():
+            batch.append(self._deltas.popleft()[1])
+        if batch and self._connected:
+            self._model.apply_deltas(batch)
+        if self._deltas:
+            self._delta_timer = loop.call_at(self._deltas[0][0], self._deliver)
+
+    @contextlib.contextmanager
+    def _set_up(self) -> Iterator[None]:
+        self._setting_up = True
+        try:
+            yield
+        finally:
+            self._setting_up = False
 
     def _emit_annotation(self, tag: str) -> None:
         info = {"tag": tag, "annotations": dict(self._annotations.get(tag, {}))}
@@ -419,14 +473,13 @@ class InMemoryBackend:
     def _publish_status(self) -> None:
         if not self._connected:
             return
+        request = self._model.begin_status_poll()
         applications: dict[str, Any] = {}
-        for name in self._lost:
-            info = self._units.get(name)
-            if info is None:
-                continue
+        for name, info in self._units.items():
             app = applications.setdefault(str(info["application"]), {"units": {}})
-            app["units"][name] = {"agent-status": {"status": "lost"}}
-        self._model.apply_full_status({"applications": applications, "machines": {}})
+            status = "lost" if name in self._lost else info["agent-status"]["current"]
+            app["units"][name] = {"agent-status": {"status": status}}
+        self._model.apply_full_status({"applications": applications, "machines": {}}, request)
 
     def _units_on(self, machine_id: str) -> list[str]:
         return [n for n, u in self._units.items() if u["machine-id"] == machine_id]
@@ -445,7 +498,6 @@ class InMemoryBackend:
             "instance-status": _status("running" if healthy else "pending"),
             "jobs": ["JobHostUnits"],
         }
-        self._machine_born.setdefault(machine_id, self._clock())
         self._emit("machine", self._machines[machine_id])
         self._units[name] = {
             "name": name,

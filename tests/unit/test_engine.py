@@ -7,11 +7,12 @@ import dataclasses
 import datetime
 import pathlib
 import random
+from typing import Any
 
 import pytest
 
 from tests.unit import inmemory_backend as imb
-from whirlwind import control
+from whirlwind import control, policy
 from whirlwind import engine as engine_mod
 from whirlwind import journal as journal_mod
 
@@ -315,20 +316,22 @@ def test_dry_run_setting_records_dry_run_without_changes(tmp_path: pathlib.Path)
     history = imb.run_virtual(scenario())
 
     assert [(op.result, op.old_unit) for op in history] == [("dry-run", "app/0")] * 2
-    assert [c.method for c in backend.calls if c.method != "get_machine_first_seen"] == []
+    assert backend.calls == []
 
 
 def test_a_bad_cycle_is_logged_and_the_loop_goes_on(
-    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backend = _backend(("app", 2))
     failures = [RuntimeError("boom")]
+    choose = policy.choose_victim
 
-    def explode(method: str, args: tuple[object, ...]) -> None:
-        if method == "get_machine_first_seen" and failures:
+    def explode(*args: Any) -> Any:
+        if failures:
             raise failures.pop()
+        return choose(*args)
 
-    backend.before_call = explode
+    monkeypatch.setattr(policy, "choose_victim", explode)
 
     async def scenario() -> list[journal_mod.Operation]:
         agent = await imb.start_agent(backend, tmp_path)
@@ -394,19 +397,22 @@ def test_status_reports_targets_unknown_services_and_schedule(tmp_path: pathlib.
     }
 
 
-def test_oldest_unit_by_machine_history_is_chosen(tmp_path: pathlib.Path) -> None:
+def test_oldest_unit_is_the_lowest_number_and_costs_no_call(tmp_path: pathlib.Path) -> None:
     backend = imb.InMemoryBackend()
-    old = imb.EPOCH - datetime.timedelta(days=3)
-    older = imb.EPOCH - datetime.timedelta(days=5)
-    backend.add_application("app", 3, born={0: old}, machine_born={1: older, 2: old})
+    backend.add_application("app", 4)
+    backend.set_unit_status("app/0", "blocked")  # not a candidate for the count, still alive
 
-    async def scenario() -> str | None:
+    async def scenario() -> tuple[str | None, list[str]]:
         agent = await imb.start_agent(backend, tmp_path)
+        await imb.wait_until(lambda: agent.engine.settings is not None)
         result = await agent.engine.replace_now(control.ReplaceNowRequest("app", dry_run=True))
         await agent.stop()
-        return result["old-unit"]
+        return result["old-unit"], [c.method for c in backend.calls]
 
-    assert imb.run_virtual(scenario()) == "app/1"
+    old, calls = imb.run_virtual(scenario())
+
+    assert old == "app/0"
+    assert calls == []
 
 
 def test_run_once_replaces_the_next_due_service_and_returns(tmp_path: pathlib.Path) -> None:

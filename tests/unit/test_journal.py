@@ -146,15 +146,6 @@ def test_agent_state_and_breakers(journal: journal_mod.Journal) -> None:
     assert journal.get_breakers() == {}
 
 
-def test_first_seen_is_kept_for_live_units_only(journal: journal_mod.Journal) -> None:
-    first = journal.sync_first_seen(["app/0", "app/1"], _at(0))
-    second = journal.sync_first_seen(["app/1", "app/2"], _at(10))
-
-    assert first == {"app/0": _at(0), "app/1": _at(0)}
-    assert second == {"app/1": _at(0), "app/2": _at(10)}
-    assert journal.get_first_seen() == second
-
-
 def test_every_commit_is_announced(journal: journal_mod.Journal) -> None:
     labels: list[str] = []
     journal.on_commit = labels.append

@@ -95,6 +95,60 @@ def test_full_status_marks_lost_units_and_down_machines_unhealthy() -> None:
 
 
 @pytest.mark.parametrize(
+    ("workload", "agent", "healthy", "broken"),
+    [
+        ("active", "idle", True, False),
+        # What Juju shows after the start hook of a charm that never calls status-set.
+        ("unknown", "idle", True, False),
+        ("active", "executing", False, False),
+        ("maintenance", "idle", False, False),
+        ("waiting", "idle", False, False),
+        ("blocked", "idle", False, False),
+        ("error", "idle", False, True),
+        ("active", "error", False, True),
+    ],
+)
+def test_health_needs_an_idle_agent_and_an_active_or_unset_workload(
+    workload: str, agent: str, healthy: bool, broken: bool
+) -> None:
+    view = model_view.ModelView()
+    view.apply_deltas(
+        [
+            _unit(
+                "app/0",
+                "0",
+                **{"workload-status": _status(workload), "agent-status": _status(agent)},
+            )
+        ]
+    )
+
+    assert view.is_healthy("app/0") is healthy
+    assert view.is_broken("app/0") is broken
+
+
+def test_full_status_lists_units_and_numbers_polls() -> None:
+    view = model_view.ModelView()
+    first = view.begin_status_poll()
+    second = view.begin_status_poll()
+
+    view.apply_full_status(
+        {
+            "applications": {
+                "app": {"units": {"app/0": {}, "app/7": {"subordinates": {"s/1": {}}}}}
+            }
+        },
+        first,
+    )
+
+    assert view.status_units == {"app/0", "app/7", "s/1"}
+    assert view.polled_since(0)
+    assert not view.polled_since(first)  # the poll sent after `first` has not answered yet
+    view.apply_full_status({"applications": {}}, second)
+    assert view.polled_since(first)
+    assert view.status_units == frozenset()
+
+
+@pytest.mark.parametrize(
     ("name", "expected"),
     [
         ("unit-app-3", "app/3"),

@@ -132,54 +132,25 @@ def test_candidates_are_alive_principal_and_not_busy(
     assert [u.name for u in policy.get_candidates(units, busy)] == expected
 
 
-@pytest.mark.parametrize(
-    ("annotation", "machine", "first_seen", "expected"),
-    [
-        ("2025-12-31T23:00:00+00:00", _at(-10), _at(-5), _at(-3600)),
-        (None, _at(-10), _at(-5), _at(-10)),
-        ("not a date", _at(-10), _at(-5), _at(-10)),
-        (None, None, _at(-5), _at(-5)),
-        (None, None, None, None),
-    ],
-)  # fmt: skip
-def test_birth_prefers_annotation_then_machine_history_then_first_seen(
-    annotation: str | None,
-    machine: datetime.datetime | None,
-    first_seen: datetime.datetime | None,
-    expected: datetime.datetime | None,
-) -> None:
-    assert policy.get_birth(annotation, machine, first_seen) == expected
+def test_oldest_strategy_picks_the_lowest_unit_number() -> None:
+    # Juju numbers units from a sequence that never goes back: lowest number, oldest unit.
+    units = [_unit("a/12"), _unit("a/3"), _unit("a/7")]
 
-
-@pytest.mark.parametrize(
-    ("births", "expected"),
-    [
-        ({"a/0": _at(0), "a/1": _at(-10), "a/2": _at(5)}, "a/1"),
-        ({"a/0": _at(0), "a/1": _at(0), "a/2": _at(0)}, "a/0"),  # tie: lowest number
-        ({"a/0": _at(0), "a/1": None, "a/2": _at(-100)}, "a/1"),  # unknown age: oldest
-        ({}, "a/0"),
-    ],
-)
-def test_oldest_strategy_picks_the_oldest_unit(
-    births: dict[str, datetime.datetime | None], expected: str
-) -> None:
-    units = [_unit("a/2"), _unit("a/0"), _unit("a/1")]
-
-    victim = policy.choose_victim(units, births, "oldest", random.Random(0))
+    victim = policy.choose_victim(units, "oldest", random.Random(0))
 
     assert victim is not None
-    assert victim.name == expected
+    assert victim.name == "a/3"
 
 
 def test_random_strategy_uses_the_given_random_source() -> None:
     units = [_unit(f"a/{n}") for n in range(5)]
 
-    picks = [policy.choose_victim(units, {}, "random", random.Random(7)) for _ in range(3)]
-    spread = {policy.choose_victim(units, {}, "random", random.Random(s)) for s in range(40)}
+    picks = [policy.choose_victim(units, "random", random.Random(7)) for _ in range(3)]
+    spread = {policy.choose_victim(units, "random", random.Random(s)) for s in range(40)}
 
     assert len({p.name for p in picks if p is not None}) == 1  # same seed, same choice
     assert {u.name for u in spread if u is not None} == {u.name for u in units}
-    assert policy.choose_victim([], {}, "random", random.Random(0)) is None
+    assert policy.choose_victim([], "random", random.Random(0)) is None
 
 
 # -- settle -------------------------------------------------------------------------------
@@ -208,22 +179,32 @@ def test_settle_needs_continuous_health_for_the_settle_period(
 
 
 @pytest.mark.parametrize(
-    ("unit", "machine", "lost", "expected"),
+    ("unit", "machine", "lost", "seen", "expected"),
     [
-        (_unit("a/3"), None, False, None),
-        (None, None, False, "new unit a/3 disappeared"),
-        (_unit("a/3", life="dying"), None, False, "new unit a/3 is dying"),
+        (_unit("a/3"), None, False, True, None),
+        # Added but its delta has not come yet: pending, not gone.
+        (None, None, False, False, None),
+        (None, None, False, True, policy.SettleFailure("new unit a/3 disappeared")),
+        (
+            _unit("a/3", life="dying"),
+            None,
+            False,
+            True,
+            policy.SettleFailure("new unit a/3 is dying"),
+        ),
         (
             _unit("a/3", workload_status="error", workload_message='hook failed: "install"'),
             None,
             False,
-            'new unit a/3 failed: hook failed: "install"',
+            True,
+            policy.SettleFailure('new unit a/3 failed: hook failed: "install"', needs_force=True),
         ),
         (
             _unit("a/3", agent_status="error", agent_message="uniter failed"),
             None,
             False,
-            "new unit a/3 failed: uniter failed",
+            True,
+            policy.SettleFailure("new unit a/3 failed: uniter failed", needs_force=True),
         ),
         (
             _unit("a/3", workload_status="waiting", agent_status="allocating"),
@@ -231,25 +212,36 @@ def test_settle_needs_continuous_health_for_the_settle_period(
                 id="3", instance_status="provisioning error", instance_message="no image"
             ),
             False,
-            "machine 3 of new unit a/3 failed to provision: no image",
+            True,
+            # An allocating unit is removed at once by Juju: no force needed.
+            policy.SettleFailure("machine 3 of new unit a/3 failed to provision: no image"),
         ),
         (
             _unit("a/3"),
             model_view.MachineState(id="3", instance_status="error"),
             False,
-            "machine 3 of new unit a/3 failed to provision: error",
+            True,
+            policy.SettleFailure("machine 3 of new unit a/3 failed to provision: error"),
         ),
-        (_unit("a/3"), None, True, "new unit a/3 is lost"),
-        (_unit("a/3", workload_status="maintenance"), None, False, None),
+        (
+            _unit("a/3"),
+            None,
+            True,
+            True,
+            policy.SettleFailure("new unit a/3 is lost", needs_force=True),
+        ),
+        (_unit("a/3", workload_status="maintenance"), None, False, True, None),
+        (_unit("a/3", workload_status="unknown"), None, False, True, None),
     ],
 )
 def test_settle_fails_fast_on_error_provisioning_error_and_lost(
     unit: model_view.UnitState | None,
     machine: model_view.MachineState | None,
     lost: bool,
-    expected: str | None,
+    seen: bool,
+    expected: policy.SettleFailure | None,
 ) -> None:
-    assert policy.get_settle_failure(unit, machine, name="a/3", lost=lost) == expected
+    assert policy.get_settle_failure(unit, machine, name="a/3", lost=lost, seen=seen) == expected
 
 
 # -- eligibility --------------------------------------------------------------------------
@@ -344,6 +336,15 @@ def test_adopted_unit_is_ours_by_annotation_else_by_number(
         view.annotations[model_view.unit_tag(name)] = values
 
     assert policy.find_adopted_unit(view, "app", "7-x", max_number=2) == expected
+
+
+def test_adopted_unit_may_be_known_only_from_full_status() -> None:
+    # AddUnits took effect but its deltas have not come: only a status poll lists the unit.
+    view = _view(_unit("app/0"), _unit("app/1"))
+    view.status_units = frozenset({"app/0", "app/1", "app/2", "other/9"})
+
+    assert policy.find_adopted_unit(view, "app", "7-x", max_number=1) == "app/2"
+    assert policy.find_adopted_unit(view, "app", "7-x", max_number=2) is None
 
 
 def test_dedicated_machine_hosts_only_the_unit_and_its_subordinates() -> None:
