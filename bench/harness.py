@@ -72,9 +72,17 @@ class Replacement:
     old_unit: str
     new_unit: str
     duration: float
-    # Seconds from (new unit active/idle + settle-period) to the DestroyUnit call.
+    # Seconds from (the side's watcher delivering the new unit as active/idle, for the last
+    # time it became so, + settle-period) to the DestroyUnit call's arrival.
     latency: float
     calls: Mapping[str, int]
+    # Diagnostics. The delivered transition minus the fake's own last change to active/idle
+    # before DestroyUnit (its status history): the watcher's lag, or, when negative, a later
+    # break (executing) that never reached the watcher, coalesced with the idle after it.
+    delivery_lag: float | None = None
+    # How often the new unit became active/idle before DestroyUnit: as delivered, in the fake.
+    became_healthy: int = 0
+    became_healthy_fake: int = 0
 
     @property
     def total_calls(self) -> int:
@@ -340,23 +348,31 @@ async def run_baseline(
 
 
 def _replacement(
-    controller: fake_server.FakeJujuController,
+    fake: _Fake,
     options: Options,
     old: str,
     new: str,
     start: float,
     end: float,
 ) -> Replacement:
+    """Latency from what the side's watcher delivered; calls from the fake's call log."""
+    controller = fake.controller
     destroy_at = fakes.first_call_time(controller, fakes.DESTROY_UNIT, start, end)
     if destroy_at is None:
         raise RuntimeError(f"no DestroyUnit call while replacing {old}")
-    healthy_at = fakes.healthy_since(controller, new, destroy_at)
+    healthy_at = fakes.delivered_healthy_since(fake.taps.values(), new, destroy_at)
+    if healthy_at is None:
+        raise RuntimeError(f"no watcher delivered {new} as active/idle before DestroyUnit")
+    changed_at = fakes.fake_healthy_since(controller, new, destroy_at)
     return Replacement(
         old_unit=old,
         new_unit=new,
         duration=end - start,
         latency=destroy_at - (healthy_at + options.settle_period),
         calls=dict(fakes.count_calls(controller, start, end)),
+        delivery_lag=None if changed_at is None else healthy_at - changed_at,
+        became_healthy=fakes.delivered_healthy_count(fake.taps.values(), new, destroy_at),
+        became_healthy_fake=fakes.fake_healthy_count(controller, new, destroy_at),
     )
 
 
@@ -408,10 +424,12 @@ class _Fake:
 
 @contextlib.asynccontextmanager
 async def _fake(options: Options, *, big: bool = False) -> AsyncIterator[_Fake]:
+    """A fresh fake with the target (and `big`, seeded by the fake itself), watchers tapped."""
+    applications = {TARGET: options.target_units}
+    if big:
+        applications[BIG] = options.big_units
     controller, taps = await fakes.start_fake(
-        {TARGET: options.target_units},
-        step_delay=options.step_delay,
-        bulk={BIG: options.big_units} if big else None,
+        applications, step_delay=options.step_delay, targets=(TARGET,)
     )
     try:
         yield _Fake(controller, taps)
@@ -432,9 +450,7 @@ async def _agent_replacements(options: Options, workdir: pathlib.Path, say: Say)
             if result.get("result") != "ok":
                 raise RuntimeError(f"agent replacement did not succeed: {result}")
             replacements.append(
-                _replacement(
-                    fake.controller, options, result["old-unit"], result["new-unit"], start, end
-                )
+                _replacement(fake, options, result["old-unit"], result["new-unit"], start, end)
             )
             say(f"  {_describe(replacements[-1])}")
     return tuple(replacements)
@@ -466,9 +482,7 @@ async def _baseline_replacements(options: Options, workdir: pathlib.Path, say: S
             start = await baseline.wait_for("start")
             done = await baseline.wait_for("done")
             replacements.append(
-                _replacement(
-                    fake.controller, options, done["old"], done["new"], start["t"], done["t"]
-                )
+                _replacement(fake, options, done["old"], done["new"], start["t"], done["t"])
             )
             say(f"  {_describe(replacements[-1])}")
         await baseline.wait_for("disconnected")

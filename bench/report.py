@@ -208,13 +208,24 @@ def _replacement_details(name: str, replacements: tuple[harness.Replacement, ...
     totals = harness.summarize_calls(replacements)
     out = [f"{name}: calls per replacement by Facade.Method (mean of {count}):"]
     out += [f"  {call:<42} {n / count:6.1f}" for call, n in totals.most_common()]
-    out.append(f"{name}: each replacement (latency beyond settle-period, calls, duration):")
+    out.append(
+        f"{name}: each replacement (latency beyond settle-period, calls, duration; delta lag:"
+        " delivered minus the fake's own last change to active/idle, negative when a later"
+        " break never reached the watcher; times the new unit became active/idle, as"
+        " delivered / in the fake):"
+    )
     out += [
         f"  {r.old_unit} -> {r.new_unit}: {r.latency * 1000:7.1f} ms, {r.total_calls} calls"
-        f" ({r.calls_without_next} without Next), {r.duration:.2f}s"
+        f" ({r.calls_without_next} without Next), {r.duration:.2f}s;"
+        f" delta lag {_ms(r.delivery_lag)}; active/idle {r.became_healthy}x"
+        f" / {r.became_healthy_fake}x"
         for r in replacements
     ]
     return out
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
 
 
 def _idle_details(name: str, idle: harness.Idle) -> list[str]:

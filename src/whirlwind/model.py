@@ -52,6 +52,14 @@ class UnitState:
     agent_message: str = ""
     subordinate: bool = False
     principal: str = ""
+    # Juju's `since` of the two statuses, as sent: it moves with every status change.
+    workload_since: str = ""
+    agent_since: str = ""
+
+    @property
+    def status_marker(self) -> tuple[str, str]:
+        """When Juju last changed this unit's statuses (changes even when coalesced away)."""
+        return (self.workload_since, self.agent_since)
 
     @property
     def number(self) -> int:
@@ -114,6 +122,11 @@ def _status(info: Mapping[str, Any], key: str) -> tuple[str, str]:
     )
 
 
+def _since(info: Mapping[str, Any], key: str) -> str:
+    value = info.get(key) or {}
+    return str(value.get("since") or "")
+
+
 def unit_from_delta(info: Mapping[str, Any]) -> UnitState:
     """Build a UnitState from an AllWatcher unit delta."""
     workload, workload_message = _status(info, "workload-status")
@@ -129,6 +142,8 @@ def unit_from_delta(info: Mapping[str, Any]) -> UnitState:
         agent_message=agent_message,
         subordinate=bool(info.get("subordinate", False)),
         principal=str(info.get("principal") or ""),
+        workload_since=_since(info, "workload-status"),
+        agent_since=_since(info, "agent-status"),
     )
 
 
@@ -168,8 +183,9 @@ class ModelView:
         # Computed by the controller at FullStatus time only (never in deltas).
         self.lost_units: frozenset[str] = frozenset()
         self.down_machines: frozenset[str] = frozenset()
-        # Every unit the last FullStatus listed: the database then, while deltas come late.
-        self.status_units: frozenset[str] = frozenset()
+        # Every unit the last FullStatus listed, with its (workload, agent) status there: the
+        # database at that moment, while watcher deltas come late.
+        self.status_of: dict[str, tuple[str, str]] = {}
         # FullStatus requests numbered in the order they are sent, and the number of the one
         # whose result was applied last: a poll sent after a call's answer sees its effect.
         self.status_requests = 0
@@ -238,17 +254,19 @@ class ModelView:
 
     def apply_full_status(self, status: Mapping[str, Any], request: int | None = None) -> None:
         """Record lost unit agents, down machine agents and the units a FullStatus lists."""
-        lost: set[str] = set()
-        listed: set[str] = set()
+        listed: dict[str, tuple[str, str]] = {}
         for app in (status.get("applications") or {}).values():
             for name, unit in (app.get("units") or {}).items():
-                listed.add(name)
-                if _status(unit, "agent-status")[0] == "lost":
-                    lost.add(name)
+                listed[name] = (
+                    _status(unit, "workload-status")[0],
+                    _status(unit, "agent-status")[0],
+                )
                 for sub_name, sub in (unit.get("subordinates") or {}).items():
-                    listed.add(sub_name)
-                    if _status(sub, "agent-status")[0] == "lost":
-                        lost.add(sub_name)
+                    listed[sub_name] = (
+                        _status(sub, "workload-status")[0],
+                        _status(sub, "agent-status")[0],
+                    )
+        lost = {name for name, (_, agent) in listed.items() if agent == "lost"}
         down = {
             machine_id
             for machine_id, machine in (status.get("machines") or {}).items()
@@ -256,9 +274,15 @@ class ModelView:
         }
         self.lost_units = frozenset(lost)
         self.down_machines = frozenset(down)
-        self.status_units = frozenset(listed)
+        self.status_of = listed
         self.status_polls = max(self.status_polls, request or self.begin_status_poll())
         self._notify()
+
+    def forget_unit(self, name: str) -> None:
+        """Drop a unit Juju says does not exist (its remove delta may still be on its way)."""
+        if self.units.pop(name, None) is not None:
+            self.annotations.pop(unit_tag(name), None)
+            self._notify()
 
     def set_annotations(self, unit: str, annotations: Mapping[str, str]) -> None:
         """Record annotations we have just set (the watcher will confirm them)."""
@@ -309,6 +333,16 @@ class ModelView:
             and unit.agent_status == "idle"
             and not self.is_lost(name)
         )
+
+    @property
+    def status_units(self) -> frozenset[str]:
+        """Every unit the last FullStatus listed."""
+        return frozenset(self.status_of)
+
+    def is_healthy_in_status(self, name: str) -> bool:
+        """Healthy in the last FullStatus too: the database, not the (late) deltas."""
+        workload, agent = self.status_of.get(name, ("", ""))
+        return workload in HEALTHY_WORKLOADS and agent == "idle"
 
     def is_broken(self, name: str) -> bool:
         """Whether the unit's agent cannot run hooks: a hook failed, or it is lost."""

@@ -209,16 +209,25 @@ def get_settle_failure(
 
 @dataclasses.dataclass(frozen=True)
 class SettleState:
-    """Since when a unit has been healthy without interruption (None: not healthy now)."""
+    """Since when a unit has been healthy without interruption (None: not healthy now).
+
+    `marker` is Juju's own record of the unit's last status changes (the `since` of its
+    workload and agent status). The watcher coalesces what happens between two Next calls,
+    so a short break (a hook run: executing, then idle again) can arrive as one healthy delta
+    whose `since` moved: that is a break too, and the settle period starts over.
+    """
 
     healthy_since: datetime.datetime | None = None
+    marker: tuple[str, str] | None = None
 
-    def observe(self, healthy: bool, now: datetime.datetime) -> SettleState:
-        """The state after seeing the unit healthy or not at `now`."""
+    def observe(
+        self, healthy: bool, now: datetime.datetime, marker: tuple[str, str] | None = None
+    ) -> SettleState:
+        """The state after seeing the unit healthy or not at `now` (with its status marker)."""
         if not healthy:
             return SettleState()
-        if self.healthy_since is None:
-            return SettleState(healthy_since=now)
+        if self.healthy_since is None or marker != self.marker:
+            return SettleState(healthy_since=now, marker=marker)
         return self
 
     def remaining(self, now: datetime.datetime, settle_period: int) -> float | None:

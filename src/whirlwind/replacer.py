@@ -34,6 +34,8 @@ JUJU_CLEANUP_PERIOD = 30.0
 RECHECK = retrying.RECHECK
 # Deadline of the status poll that confirms a settled unit (seconds).
 STATUS_TIMEOUT = 30.0
+# After a settled unit was not confirmed by that poll: look again after this long at least.
+CONFIRM_PAUSE = 1.0
 
 Clock = Callable[[], datetime.datetime]
 DeadlineError = retrying.DeadlineError
@@ -301,14 +303,20 @@ class Replacer:
                 )
                 if failure is not None:
                     return self._start_rollback(op, failure.reason, force=failure.needs_force)
-                state = state.observe(view.is_healthy(new), now)
+                marker = unit.status_marker if unit is not None else None
+                state = state.observe(view.is_healthy(new), now, marker)
             else:
                 # Blind while disconnected: health must be seen again, continuously.
                 state = policy.SettleState()
-            if state.is_settled(now, settle_period) and await self._is_still_healthy(new):
-                logger.info("operation %s: %s is healthy and settled", op.id, new)
-                remove_timeout = self._get_settings().remove_timeout
-                return self._step(op, journal_mod.REMOVE, deadline=self._in(remove_timeout))
+            if state.is_settled(now, settle_period):
+                if await self._is_still_healthy(new):
+                    logger.info("operation %s: %s is healthy and settled", op.id, new)
+                    remove_timeout = self._get_settings().remove_timeout
+                    return self._step(op, journal_mod.REMOVE, deadline=self._in(remove_timeout))
+                # Not confirmed: health must be seen again for a whole settle period.
+                state = policy.SettleState()
+                await asyncio.sleep(CONFIRM_PAUSE)
+                continue
             remaining = self._remaining(op.deadline)
             if remaining <= 0 and not self._backend.connected:
                 await self._backend.wait_synced(RECHECK)
@@ -328,14 +336,20 @@ class Replacer:
             await self._view.wait_for_change(wait)
 
     async def _is_still_healthy(self, unit: str) -> bool:
-        """Confirm health with a fresh status poll: lost agents never show in watcher deltas."""
+        """Confirm health with a fresh status poll.
+
+        Lost agents never show in watcher deltas, and deltas come late: the poll reads
+        Juju's database now, so a unit that broke since its last delta is not accepted.
+        """
         try:
             await asyncio.wait_for(self._backend.refresh_status(), STATUS_TIMEOUT)
         except (backend_mod.BackendError, asyncio.TimeoutError) as exc:
             logger.info("cannot confirm %s with a status poll (%s); looking again", unit, exc)
-            await asyncio.sleep(1.0)
             return False
-        return self._view.is_healthy(unit)
+        if self._view.is_healthy(unit) and self._view.is_healthy_in_status(unit):
+            return True
+        logger.info("%s is not healthy in a fresh status poll; settling again", unit)
+        return False
 
     async def _remove(self, op: journal_mod.Operation) -> journal_mod.Operation:
         old = op.old_unit
@@ -383,6 +397,7 @@ class Replacer:
                         f"destroy {name}", lambda: self._backend.destroy_unit(name), op.deadline
                     )
                 except backend_mod.NotFoundError:
+                    self._view.forget_unit(name)
                     return op, True
                 except (DeadlineError, backend_mod.BackendError) as exc:
                     logger.warning("operation %s: cannot destroy %s: %s", op.id, name, exc)
@@ -405,6 +420,7 @@ class Replacer:
                 op.deadline,
             )
         except backend_mod.NotFoundError:
+            self._view.forget_unit(name)
             return op, True
         except (DeadlineError, backend_mod.BackendError) as exc:
             logger.warning("operation %s: cannot force-destroy %s: %s", op.id, name, exc)

@@ -39,6 +39,8 @@ class CallRecord:
     time: float
     connection: int
     error_code: str | None
+    # The request's params (Admin.Login's credentials left out).
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Return the /calls form."""
@@ -49,6 +51,7 @@ class CallRecord:
             "time": self.time,
             "connection": self.connection,
             "error-code": self.error_code,
+            "params": dict(self.params),
         }
 
 
@@ -557,8 +560,12 @@ class FakeJujuController:
                 call.facade, call.version, call.method, message.get("params") or {}
             ):
                 self._violation(problem)
+        params = dict(call.params)
+        if call.facade == "Admin":
+            params.pop("credentials", None)
+            params.pop("macaroons", None)
         record = CallRecord(
-            call.facade, call.version, call.method, self.clock.now(), session.id, None
+            call.facade, call.version, call.method, self.clock.now(), session.id, None, params
         )
         index = len(self.calls)
         self.calls.append(record)

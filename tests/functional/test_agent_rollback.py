@@ -21,22 +21,31 @@ NEW = f"{APP}/3"
 
 
 @pytest.mark.parametrize(
-    ("mode", "overrides", "reason"),
+    ("mode", "overrides", "reason", "force"),
     [
+        # A unit in hook error never runs its stop hooks (the uniter waits for resolve, and
+        # Juju keeps retrying the hook): only a forced removal, with no max-wait, gets it out.
         pytest.param(
-            "hook-error", {}, f'new unit {NEW} failed: hook failed: "install"', id="hook-error"
+            "hook-error",
+            {},
+            f'new unit {NEW} failed: hook failed: "install"',
+            True,
+            id="hook-error",
         ),
+        # Still allocating: Juju removes it in the destroy transaction itself.
         pytest.param(
             "provisioning-error",
             {},
             "machine 4 of new unit wsgi-example/3 failed to provision: "
             "failed to start machine 4: fake provider refused",
+            False,
             id="provisioning-error",
         ),
         pytest.param(
             "never-idle",
             {"settle_timeout": 1},
             f"new unit {NEW} did not settle within 1s",
+            False,
             id="settle-timeout",
         ),
     ],
@@ -47,6 +56,7 @@ async def test_failing_new_unit_is_rolled_back_and_old_unit_kept(
     mode: str,
     overrides: dict[str, object],
     reason: str,
+    force: bool,
 ):
     fake = await fake_juju_factory({APP: 3, harness.OWN_APP: 1})
     checker = harness.InvariantChecker(fake, [APP])
@@ -68,44 +78,68 @@ async def test_failing_new_unit_is_rolled_back_and_old_unit_kept(
     ]  # fmt: skip
     assert harness.units_of(fake, APP) == {f"{APP}/0", f"{APP}/1", f"{APP}/2"}
     assert "4" not in fake.model.machines  # the new unit's machine went with it
-    assert len(fake.calls_to("Application", "DestroyUnit")) == 1
+    (destroy,) = fake.calls_to("Application", "DestroyUnit")
+    (request_params,) = destroy.params["units"]
+    assert request_params["unit-tag"] == "unit-wsgi-example-3"
+    assert request_params["force"] is force
+    if force:
+        assert request_params["max-wait"] == 0
     # The old unit was never asked to go.
     assert fake.state()["units"][f"{APP}/0"]["life"] == "alive"
     checker.assert_final(agent.history())
 
 
-async def test_unit_lost_while_settling_is_rolled_back_with_force(
+@pytest.mark.parametrize(
+    ("fault", "status", "forced"),
+    [
+        # The unit's agent goes mid-install: canBeLost is false while the install hook runs,
+        # so FullStatus never says lost; the dead agent runs no stop hooks either, so the
+        # removal needs force after remove-timeout (two max-waits and a cleanup in Juju).
+        pytest.param("unit-agent", "maintenance", [False, True], id="unit-agent-mid-install"),
+        # The host dies before its machine agent started: canMachineBeDown is false while
+        # pending; the unit is still allocating, so Juju removes it at once.
+        pytest.param("host", "waiting", [False], id="host-before-agent-started"),
+    ],
+)
+async def test_agent_gone_mid_install_is_caught_only_by_the_settle_timeout(
     fake_juju_factory: fake_fixtures.ControllerFactory,
     agent_factory: conftest.InProcessAgentFactory,
+    fault: str,
+    status: str,
+    forced: list[bool],
 ):
     fake = await fake_juju_factory({APP: 3, harness.OWN_APP: 1})
     checker = harness.InvariantChecker(fake, [APP])
-    agent = await agent_factory(fake, (APP,), remove_timeout=2)
+    agent = await agent_factory(fake, (APP,), settle_timeout=4, remove_timeout=2)
     pump = harness.ClockPump(fake)
     request = asyncio.create_task(agent.replace_now(APP))
-    # Freeze Juju while the new unit runs its install hook: the agent is settling.
-    await pump.until(
-        lambda: harness.unit_status(fake, NEW) == "maintenance", what="new unit installing"
-    )
     await harness.wait_for(agent.in_step("settle"), what="agent settling")
+    await pump.until(lambda: harness.unit_status(fake, NEW) == status, what=f"new unit {status}")
 
-    fake.lose_unit(NEW)
+    if fault == "unit-agent":
+        fake.lose_unit(NEW)
+    else:
+        fake.machine_down(fake.model.units[NEW].machine_id)
     checker.sample()
-    # Only a status poll can tell (never a delta): the agent notices without Juju moving.
-    await harness.wait_for(agent.in_step("rollback"), what="agent rolling back")
-    # A lost unit cannot die without force; past remove-timeout the agent forces it, and
-    # Juju gives a forced removal max-wait (60 s): let Juju's time run fast from here.
+    polls = len(fake.calls_to("Client", "FullStatus"))
+    await harness.wait_for(
+        lambda: len(fake.calls_to("Client", "FullStatus")) >= polls + 2, what="two status polls"
+    )
+    still_settling = agent.in_step("settle")()
+    # Run Juju's time fast: a forced removal takes two max-waits and a cleanup period.
     await harness.ClockPump(fake, step=5.0).until(request.done, what="rollback finished")
     await pump.until(lambda: harness.lifecycle_idle(fake), what="Juju settled")
     result = request.result()
 
+    assert still_settling  # two status polls later nothing shows lost or down
     assert result["result"] == "rolled-back"
-    assert result["reason"] == f"new unit {NEW} is lost"
-    assert [s["step"] for s in result["steps"]] == [
-        "plan", "add", "settle", "rollback", "rollback-force", "done",
-    ]  # fmt: skip
+    assert result["reason"] == f"new unit {NEW} did not settle within 4s"
+    steps = ["plan", "add", "settle", "rollback", "rollback-force", "done"]
+    if forced == [False]:
+        steps.remove("rollback-force")
+    assert [s["step"] for s in result["steps"]] == steps
     destroys = fake.calls_to("Application", "DestroyUnit")
-    assert len(destroys) == 2  # once politely, once with force
+    assert [c.params["units"][0]["force"] for c in destroys] == forced
     assert harness.units_of(fake, APP) == {f"{APP}/0", f"{APP}/1", f"{APP}/2"}
     checker.assert_final(agent.history())
 
@@ -135,6 +169,10 @@ async def test_unit_lost_between_status_polls_is_caught_before_the_old_unit_goes
     assert result["result"] == "rolled-back"
     assert result["reason"] == f"new unit {NEW} is lost"
     assert len(fake.calls_to("Client", "FullStatus")) == polls_before + 1
+    # A lost agent runs no stop hooks: forced at once, without max-wait.
+    (destroy,) = fake.calls_to("Application", "DestroyUnit")
+    assert destroy.params["units"][0]["force"] is True
+    assert destroy.params["units"][0]["max-wait"] == 0
     assert harness.units_of(fake, APP) == {f"{APP}/0", f"{APP}/1", f"{APP}/2"}
     checker.assert_final(agent.history())
 

@@ -1,61 +1,117 @@
 """Smoke test of the benchmark's in-process machinery (no timings asserted).
 
 The whole `python -m bench --quick` takes tens of seconds (six interpreter starts with
-libjuju), so this only checks the parts that depend on the fake's internals: bulk seeding,
-watcher taps, churn, the call-log and status-history readers, and the report.
+libjuju), so this only checks the parts that depend on the fake's internals: the fake's own
+seeding, the watcher taps (delivery times of the target's unit states, nothing kept for
+other applications), churn through the model's mutation path, the call-log readers, the
+delivered "healthy since" and the report.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
+import time
 from typing import Any
 
 from bench import fakes, harness, procstat, report
 from tests.fakejuju import helpers
 
+TARGET = "wsgi-example"
 
-async def test_churn_reaches_a_libjuju_watcher_and_report_has_every_metric() -> None:
+
+async def test_taps_churn_and_readers_on_the_realistic_fake_and_report_has_every_metric() -> None:
+    # A small lag keeps the test quick; the deltas still take the fake's feed and store.
     controller, taps = await fakes.start_fake(
-        {"wsgi-example": 1}, step_delay=0.01, bulk={"big": 40}
+        {TARGET: 1, "big": 40}, step_delay=0.01, targets=(TARGET,), delta_lag=(0.005, 0.02)
     )
     conn = await helpers.connect(controller)
     try:
+        before_snapshot = time.time()
         watcher_id = (await _rpc(conn, "Client", 8, "WatchAll"))["watcher-id"]
         snapshot = await _rpc(conn, "AllWatcher", 3, "Next", watcher_id)
+        # The fake seeded `big` itself: a fresh watcher's snapshot has every unit.
         assert len([d for d in snapshot["deltas"] if d[0] == "unit"]) == 41
-        received: list[int] = []
+        tap = taps[watcher_id]
+        assert tap.delivered == len(snapshot["deltas"])
+        assert tap.unit_deltas == {TARGET: 1, "big": 40}
+        # Only the target's units are kept, with the time the batch was handed out.
+        assert set(tap.units) == {f"{TARGET}/0"}
+        (seeded,) = tap.units[f"{TARGET}/0"]
+        assert seeded.healthy
+        assert before_snapshot <= seeded.time <= time.time()
+        assert list(tap.batch_times) == [seeded.time]
+
+        kinds: collections.Counter[tuple[str, str]] = collections.Counter()
 
         async def watch() -> None:
             while True:
                 reply = await _rpc(conn, "AllWatcher", 3, "Next", watcher_id)
-                received.append(len(reply["deltas"]))
+                kinds.update((d[0], d[2].get("application", "")) for d in reply["deltas"])
 
         task = asyncio.create_task(watch())
-        seen: list[str] = []
-        await fakes.churn(
-            controller,
-            taps,
-            "big",
-            100,
-            batch=20,
-            checkpoints={50: lambda: seen.append("half"), 100: lambda: seen.append("full")},
-            timeout=10,
-        )
-        task.cancel()
-        assert sum(received) == 100
+        try:
+            # A real new unit of the target: its states arrive late, through the feed.
+            added = await _rpc(
+                conn, "Application", 20, "AddUnits", params={"application": TARGET, "num-units": 1}
+            )
+            (new,) = added["units"]
+            await helpers.wait_until(lambda: _settled(controller, new), timeout=10)
+            await controller.wait_delivered()
+            await helpers.wait_until(lambda: tap.waiting, timeout=5)
+            states = tap.units[new]
+            assert not states[0].healthy  # waiting for machine / allocating
+            assert states[-1].healthy
+            assert [s.time for s in states] == sorted(s.time for s in states)
+            end = time.time()
+            healthy_at = fakes.delivered_healthy_since(taps.values(), new, end)
+            assert healthy_at is not None
+            # The last transition into active/idle, as delivered (its delivery time).
+            last_unhealthy = max(s.time for s in states if not s.healthy)
+            assert healthy_at == min(s.time for s in states if s.time > last_unhealthy)
+            # The fake's own history (a diagnostic only): healthy now, not at AddUnits time.
+            changed_at = fakes.fake_healthy_since(controller, new, end)
+            assert changed_at is not None
+            assert changed_at <= end
+            assert fakes.delivered_healthy_since(taps.values(), new, states[0].time) is None
+            # First idle, then 1 or 2 later hooks (executing, idle): some may be coalesced.
+            became = fakes.delivered_healthy_count(taps.values(), new, end)
+            assert 1 <= became <= fakes.fake_healthy_count(controller, new, end) <= 3
+            added_at = fakes.first_call_time(controller, "Application.AddUnits", 0, end)
+            assert added_at is not None
+            assert added_at < states[0].time
+            assert fakes.fake_healthy_since(controller, new, added_at) is None
+
+            seen: list[str] = []
+            await fakes.churn(
+                controller,
+                taps,
+                "big",
+                100,
+                batch=20,
+                checkpoints={50: lambda: seen.append("half"), 100: lambda: seen.append("full")},
+                timeout=10,
+            )
+        finally:
+            task.cancel()
+        assert kinds[("unit", "big")] == 100
+        assert tap.unit_deltas["big"] == 140
         assert seen == ["half", "full"]
+        # Bounded: nothing kept for the churned application.
+        assert set(tap.units) == {f"{TARGET}/0", new}
         calls = fakes.count_calls(controller, 0, float("inf"))
-        assert calls[fakes.NEXT] >= 6
+        assert calls[fakes.NEXT] >= 7
+        assert calls["Application.AddUnits"] == 1
         assert fakes.PING not in calls
-        since = fakes.healthy_since(controller, "big/3", float("inf"))
-        assert since < controller.clock.now()
     finally:
         await conn.close()
         await controller.stop()
 
     sample = procstat.read_sample(os.getpid())
-    replacement = harness.Replacement("a/0", "a/1", 3.0, 0.01, {fakes.NEXT: 9, "X.Y": 4})
+    replacement = harness.Replacement(
+        "a/0", "a/1", 3.0, 0.01, {fakes.NEXT: 9, "X.Y": 4}, 0.2, 2, 3
+    )
     idle = harness.Idle(10.0, 2.0, {fakes.FULL_STATUS: 5}, 1)
     memory = harness.Memory(41, 100, sample, sample, sample, 1.0, {fakes.NEXT: 5})
     side = harness.SideResult("agent", (replacement,), idle, memory)
@@ -64,12 +120,33 @@ async def test_churn_reaches_a_libjuju_watcher_and_report_has_every_metric() -> 
     text = report.render(side, side)
     assert "latency beyond settle-period, median" in text
     assert "idle calls/hour at the default poll" in text
+    assert "13 calls (4 without Next), 3.00s; delta lag 200 ms; active/idle 2x / 3x" in text
+
+
+def _settled(controller: Any, unit: str) -> bool:
+    """The fake's unit is active/idle and the lifecycle is done (its later hooks included)."""
+    found = controller.model.units.get(unit)
+    return (
+        found is not None
+        and (found.workload.current, found.agent.current) == ("active", "idle")
+        and controller.clock.pending() == 0
+    )
 
 
 async def _rpc(
-    conn: Any, facade: str, version: int, request: str, watcher_id: str | None = None
+    conn: Any,
+    facade: str,
+    version: int,
+    request: str,
+    watcher_id: str | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Any:
-    msg: dict[str, Any] = {"type": facade, "version": version, "request": request, "params": {}}
+    msg: dict[str, Any] = {
+        "type": facade,
+        "version": version,
+        "request": request,
+        "params": params or {},
+    }
     if watcher_id is not None:
         msg["Id"] = watcher_id
     return (await conn.rpc(msg))["response"]

@@ -477,8 +477,15 @@ class InMemoryBackend:
         applications: dict[str, Any] = {}
         for name, info in self._units.items():
             app = applications.setdefault(str(info["application"]), {"units": {}})
-            status = "lost" if name in self._lost else info["agent-status"]["current"]
-            app["units"][name] = {"agent-status": {"status": status}}
+            workload = info["workload-status"]["current"]
+            agent = info["agent-status"]["current"]
+            if name in self._lost:
+                agent = "lost"
+                workload = "unknown" if workload not in ("error", "terminated") else workload
+            app["units"][name] = {
+                "workload-status": {"status": workload},
+                "agent-status": {"status": agent},
+            }
         self._model.apply_full_status({"applications": applications, "machines": {}}, request)
 
     def _units_on(self, machine_id: str) -> list[str]:

@@ -179,6 +179,26 @@ def test_settle_needs_continuous_health_for_the_settle_period(
 
 
 @pytest.mark.parametrize(
+    ("markers", "now", "remaining"),
+    [
+        ([(0, "a"), (30, "a")], 60, 0),
+        # The status changed in between (a hook ran) though both deltas say healthy: the
+        # watcher coalesced the break away, Juju's `since` did not.
+        ([(0, "a"), (30, "b")], 60, 30),
+        ([(0, "a"), (30, "b"), (40, "b")], 90, 0),
+    ],
+)
+def test_a_break_coalesced_away_still_restarts_the_settle_period(
+    markers: list[tuple[int, str]], now: int, remaining: float
+) -> None:
+    state = policy.SettleState()
+    for at, marker in markers:
+        state = state.observe(True, _at(at), (marker, marker))
+
+    assert state.remaining(_at(now), 60) == remaining
+
+
+@pytest.mark.parametrize(
     ("unit", "machine", "lost", "seen", "expected"),
     [
         (_unit("a/3"), None, False, True, None),
@@ -341,7 +361,7 @@ def test_adopted_unit_is_ours_by_annotation_else_by_number(
 def test_adopted_unit_may_be_known_only_from_full_status() -> None:
     # AddUnits took effect but its deltas have not come: only a status poll lists the unit.
     view = _view(_unit("app/0"), _unit("app/1"))
-    view.status_units = frozenset({"app/0", "app/1", "app/2", "other/9"})
+    view.status_of = {name: ("active", "idle") for name in ("app/0", "app/1", "app/2", "other/9")}
 
     assert policy.find_adopted_unit(view, "app", "7-x", max_number=1) == "app/2"
     assert policy.find_adopted_unit(view, "app", "7-x", max_number=2) is None
