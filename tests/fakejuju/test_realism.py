@@ -21,7 +21,7 @@ APP = "wsgi-example"
 DESTROY = {"destroy-storage": False, "dry-run": False}
 
 
-async def _watch(conn: juju_connection.Connection) -> client.AllWatcherFacade:
+async def _watch(conn: juju_connection.Connection) -> Any:
     watch = await client.ClientFacade.from_connection(conn).WatchAll()
     watcher = client.AllWatcherFacade.from_connection(conn)
     watcher.Id = watch.watcher_id
@@ -33,7 +33,7 @@ def _units(result: Any) -> list[dict[str, Any]]:
     return [d.data for d in result.deltas if d.entity == "unit"]
 
 
-async def _collect(watcher: client.AllWatcherFacade, seconds: float) -> list[Any]:
+async def _collect(watcher: Any, seconds: float) -> list[Any]:
     """Every delta batch that arrives within `seconds` of real time."""
     batches: list[Any] = []
     loop = asyncio.get_running_loop()
