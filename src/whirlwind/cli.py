@@ -28,6 +28,7 @@ EXIT_USAGE = 2
 # How long a stopping engine gets to return before it is cancelled (seconds).
 SHUTDOWN_GRACE = 10.0
 # Default client timeouts: quick requests, and replace-now waiting for the whole operation.
+# `--timeout` must be more than 0; longer than control.MAX_CLIENT_TIMEOUT is clamped to it.
 CTL_TIMEOUT = 10.0
 CTL_WAIT_TIMEOUT = 6 * 3600.0
 
@@ -109,8 +110,12 @@ def ctl_command(args: argparse.Namespace) -> int:
     if args.request == "history" and args.limit < 1:
         print("whirlwind: --limit must be 1 or more", file=sys.stderr)
         return EXIT_USAGE
+    if args.timeout is not None and not args.timeout > 0:  # also NaN
+        print("whirlwind: --timeout must be a number of seconds greater than 0", file=sys.stderr)
+        return EXIT_USAGE
     waiting = args.request == "replace-now" and not args.no_wait
-    timeout = args.timeout or (CTL_WAIT_TIMEOUT if waiting else CTL_TIMEOUT)
+    default = CTL_WAIT_TIMEOUT if waiting else CTL_TIMEOUT
+    timeout = default if args.timeout is None else args.timeout
     client = control.ControlClient(args.socket, timeout=timeout)
     try:
         if args.request == "history":

@@ -1,10 +1,30 @@
-"""Local control API: JSON lines over a root-only unix socket, used by actions and `ctl`."""
+"""Local control API: JSON lines over a root-only unix socket, used by actions and `ctl`.
+
+One request line in, one reply line out, then the connection closes. The server bounds what a
+misbehaving local client can cost the agent:
+
+- a client has `READ_TIMEOUT` seconds to send its request line (and to take its reply); the
+  time the agent needs to answer (a `replace-now` that waits: minutes) is not limited;
+- at most `MAX_CLIENTS` connections are served at once (each is one file descriptor). When all
+  are taken, the client that has waited longest without sending its request is dropped to make
+  room; when every one is waiting for an answer, a new connection gets one `busy` reply line
+  and is closed at once;
+- a request line may be `MAX_REQUEST` bytes long; a longer one gets a `bad-request` reply and is
+  never buffered past the limit;
+- request arguments are logged cut to `LOG_ARGS_MAX` characters;
+- accept errors (out of file descriptors) back off up to `ACCEPT_RETRY_MAX` seconds; they and
+  refused or dropped clients are a warning at most every `WARN_INTERVAL` seconds, and never
+  a traceback.
+
+The client clamps its timeout to `MAX_CLIENT_TIMEOUT` so that no derived timeout can overflow.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -15,7 +35,29 @@ from typing import Any, Protocol
 logger = logging.getLogger(__name__)
 
 COMMANDS = ("status", "pause", "resume", "history", "replace-now")
-MAX_MESSAGE = 1024 * 1024
+
+# Server limits (see the module docstring).
+READ_TIMEOUT = 10.0
+# Waiting replace-now actions (one per in-flight replacement), the charm's status queries
+# (one per hook) and a few operators' `ctl` calls fit easily; 32 descriptors are nothing.
+MAX_CLIENTS = 32
+MAX_REQUEST = 64 * 1024
+LOG_ARGS_MAX = 200
+LISTEN_BACKLOG = 100
+ACCEPT_RETRY_MIN = 0.1
+ACCEPT_RETRY_MAX = 5.0
+# Trouble that can repeat per connection (accept errors, a full server) is a warning at most
+# this often (seconds); the repeats in between are debug lines.
+WARN_INTERVAL = 60.0
+# Accept errors that mean "out of resources, try later" rather than one bad connection.
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+# Client limits. The longest call is a waiting replace-now: the charm waits settle-timeout +
+# remove-timeout + 300 s, and the settings cap each timeout at 7 days (interval at 30 days), so
+# a legitimate wait is at most 14 days + 300 s. 15 days covers it, and is far inside what
+# socket.settimeout accepts; anything longer (10**10, inf) is clamped, never an OverflowError.
+MAX_CLIENT_TIMEOUT = 15 * 24 * 3600.0
+MAX_REPLY = 1024 * 1024
 
 # Error codes the server may answer with; the charm maps them to `event.fail` messages.
 NOT_IMPLEMENTED = "not-implemented"
@@ -80,7 +122,7 @@ def _parse_request(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     command = message.get("command")
     args = message.get("args") or {}
     if command not in COMMANDS:
-        raise ControlError(BAD_REQUEST, f"unknown command {command!r}")
+        raise ControlError(BAD_REQUEST, f"unknown command {shorten(repr(command), 60)}")
     if not isinstance(args, dict):
         raise ControlError(BAD_REQUEST, "args must be an object")
     return command, args
@@ -112,74 +154,259 @@ async def _dispatch(handler: ControlHandler, command: str, args: dict[str, Any])
     return await handler.replace_now(request)
 
 
+def shorten(text: str, limit: int = LOG_ARGS_MAX) -> str:
+    """`text` cut to `limit` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def _encode(reply: dict[str, Any]) -> bytes:
+    return json.dumps(reply).encode() + b"\n"
+
+
+def _send_quietly(conn: socket.socket, data: bytes) -> None:
+    """Best effort, never blocks: a short line fits the empty send buffer of a new socket."""
+    with contextlib.suppress(OSError):
+        conn.send(data)
+
+
+class _RequestTooLongError(Exception):
+    """The client sent more than the request limit without a newline."""
+
+
 class ControlServer:
     """Serves the control API on a unix socket only root (the owner) can open."""
 
-    def __init__(self, path: pathlib.Path, handler: ControlHandler) -> None:
+    def __init__(
+        self,
+        path: pathlib.Path,
+        handler: ControlHandler,
+        *,
+        read_timeout: float = READ_TIMEOUT,
+        max_clients: int = MAX_CLIENTS,
+        max_request: int = MAX_REQUEST,
+    ) -> None:
         self._path = path
         self._handler = handler
-        self._server: asyncio.AbstractServer | None = None
+        self._read_timeout = read_timeout
+        self._max_clients = max_clients
+        self._max_request = max_request
+        self._listener: socket.socket | None = None
+        self._accept_task: asyncio.Task[None] | None = None
+        # Every client task still running (asyncio keeps only weak references); those counted
+        # against the cap; and those still reading their request, oldest first (the ones that
+        # may be dropped to make room).
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._clients: set[asyncio.Task[None]] = set()
+        self._reading: dict[asyncio.Task[None], socket.socket] = {}
+        self._warned_at: dict[str, float] = {}
 
     @property
     def path(self) -> pathlib.Path:
         """Where the socket lives."""
         return self._path
 
+    @property
+    def client_count(self) -> int:
+        """How many connections are being served now."""
+        return len(self._clients)
+
     async def start(self) -> None:
         """Bind the socket (replacing a stale one) with mode 0600 in a 0700 folder."""
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with contextlib.suppress(FileNotFoundError):
             self._path.unlink()
-        old_umask = os.umask(0o177)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._server = await asyncio.start_unix_server(
-                self._on_client, path=str(self._path), limit=MAX_MESSAGE
-            )
-        finally:
-            os.umask(old_umask)
-        os.chmod(self._path, 0o600)
+            old_umask = os.umask(0o177)
+            try:
+                listener.bind(str(self._path))
+            finally:
+                os.umask(old_umask)
+            os.chmod(self._path, 0o600)
+            listener.listen(LISTEN_BACKLOG)
+            listener.setblocking(False)
+        except BaseException:  # closed on any failure, then raised as it was
+            listener.close()
+            raise
+        self._listener = listener
+        self._accept_task = asyncio.ensure_future(self._accept_loop(listener))
 
     async def stop(self) -> None:
-        """Stop accepting requests and remove the socket."""
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
-            self._server = None
+        """Stop accepting requests and remove the socket; answers being awaited still go out."""
+        if self._accept_task is not None:
+            self._accept_task.cancel()
+            await asyncio.wait([self._accept_task])
+            self._accept_task = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        # A client still sending its request has asked for nothing yet: drop it. One waiting for
+        # an answer (replace-now with wait) keeps its connection until the answer is written.
+        idle = list(self._reading)
+        for task in idle:
+            task.cancel()
+        if idle:
+            await asyncio.wait(idle, timeout=5)
         with contextlib.suppress(FileNotFoundError):
             self._path.unlink()
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(listener)
+            except (ConnectionAbortedError, InterruptedError):
+                continue  # that one connection is gone; the next may be fine
+            except OSError as exc:
+                # Out of descriptors (or worse): the socket stays readable, so wait, or this
+                # loop would spin; a warning at most every WARN_INTERVAL, without a traceback.
+                failures += 1
+                delay = min(ACCEPT_RETRY_MAX, ACCEPT_RETRY_MIN * 2 ** min(failures - 1, 16))
+                self._warn("accept", "control socket cannot accept connections: %s", exc)
+                if exc.errno in _RESOURCE_ERRNOS and self._reading:
+                    self._drop_oldest_idle("the agent is out of file descriptors")
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            self._admit(conn)
+            # Let the new client read its request before the next accept.
+            await asyncio.sleep(0)
+
+    def _admit(self, conn: socket.socket) -> None:
+        if len(self._clients) >= self._max_clients:
+            limit = f"the agent serves {self._max_clients} control clients already"
+            if self._reading:
+                self._warn("full", "%s: dropping the one idle longest", limit)
+                self._drop_oldest_idle(limit)
+            else:
+                self._warn("full", "%s: refusing a new connection", limit)
+                _send_quietly(conn, self._busy_line())
+                conn.close()
+                return
+        task = asyncio.ensure_future(self._serve(conn))
+        self._tasks.add(task)
+        self._clients.add(task)
+        self._reading[task] = conn
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._clients.discard(task)
+        self._reading.pop(task, None)
+
+    def _busy_line(self) -> bytes:
+        return _encode(
+            {
+                "ok": False,
+                "code": BUSY,
+                "error": (
+                    f"the agent serves {self._max_clients} control clients already; "
+                    "try again shortly"
+                ),
+            }
+        )
+
+    def _warn(self, kind: str, message: str, *args: object) -> None:
+        """A warning, unless one of this kind went out within WARN_INTERVAL; then debug."""
+        now = asyncio.get_running_loop().time()
+        last = self._warned_at.get(kind)
+        if last is None or now - last >= WARN_INTERVAL:
+            self._warned_at[kind] = now
+            logger.warning(message, *args)
+        else:
+            logger.debug(message, *args)
+
+    def _drop_oldest_idle(self, reason: str) -> None:
+        """Make room: drop the client that has waited longest without sending its request."""
+        task, conn = next(iter(self._reading.items()))
+        del self._reading[task]
+        self._clients.discard(task)
+        error = f"{reason}; connection dropped: no request received"
+        _send_quietly(conn, _encode({"ok": False, "code": BUSY, "error": error}))
+        task.cancel()  # its own `finally` closes the socket once the loop is out of its read
+
+    async def _serve(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            line = await reader.readline()
-            reply = await self._answer(line)
-            writer.write(json.dumps(reply).encode() + b"\n")
-            await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
-            logger.debug("control client went away: %s", exc)
+            try:
+                line = await asyncio.wait_for(self._read_request(conn), self._read_timeout)
+            except asyncio.TimeoutError:
+                logger.debug("control client sent no request within %gs", self._read_timeout)
+                error = f"no request line within {self._read_timeout:g}s"
+                _send_quietly(conn, _encode({"ok": False, "code": BAD_REQUEST, "error": error}))
+                return
+            except _RequestTooLongError:
+                logger.debug("control request longer than %d bytes refused", self._max_request)
+                error = f"request line longer than {self._max_request} bytes"
+                reply: dict[str, Any] = {"ok": False, "code": BAD_REQUEST, "error": error}
+            else:
+                self._stop_reading()
+                if not line:
+                    return  # connected and went away without a word
+                # No timeout here: a replace-now with wait takes as long as the replacement.
+                reply = await self._answer(line)
+            self._stop_reading()
+            await asyncio.wait_for(loop.sock_sendall(conn, _encode(reply)), self._read_timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            logger.debug("control client went away: %r", exc)
         finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            conn.close()
+
+    def _stop_reading(self) -> None:
+        """The current client has its request: it can no longer be dropped to make room."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._reading.pop(task, None)
+
+    async def _read_request(self, conn: socket.socket) -> bytes:
+        """The first line (up to the limit), or what came before the client shut its side."""
+        loop = asyncio.get_running_loop()
+        data = bytearray()
+        while True:
+            chunk = await loop.sock_recv(conn, self._max_request + 1 - len(data))
+            if not chunk:
+                return bytes(data)
+            end = chunk.find(b"\n")
+            if end >= 0:
+                data += chunk[: end + 1]  # anything after the first line is ignored
+                return bytes(data)
+            data += chunk
+            if len(data) > self._max_request:
+                raise _RequestTooLongError
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
         try:
             message = json.loads(line)
+        except (ValueError, RecursionError):  # not JSON or UTF-8, a huge number, nested too deep
+            return {"ok": False, "code": BAD_REQUEST, "error": "request is not valid JSON"}
+        try:
             if not isinstance(message, dict):
                 raise ControlError(BAD_REQUEST, "request must be a JSON object")
             command, args = _parse_request(message)
             # Queries come every few seconds (charm status, demos); changes are worth a line.
             level = logging.DEBUG if command in ("status", "history") else logging.INFO
-            logger.log(level, "control request: %s %s", command, json.dumps(args, sort_keys=True))
+            logger.log(
+                level, "control request: %s %s", command, shorten(json.dumps(args, sort_keys=True))
+            )
             result = await _dispatch(self._handler, command, args)
-        except json.JSONDecodeError:
-            return {"ok": False, "code": BAD_REQUEST, "error": "request is not valid JSON"}
         except ControlError as exc:
             return {"ok": False, "code": exc.code, "error": exc.message}
         except Exception as exc:  # one bad request must not take the agent down
             logger.exception("control request failed")
-            return {"ok": False, "code": INTERNAL, "error": f"internal error: {exc}"}
+            return {"ok": False, "code": INTERNAL, "error": f"internal error: {shorten(str(exc))}"}
         return {"ok": True, "result": result}
+
+
+def get_socket_timeout(timeout: float) -> float:
+    """`timeout` clamped to MAX_CLIENT_TIMEOUT; ValueError unless it is more than 0 seconds."""
+    if timeout > MAX_CLIENT_TIMEOUT:  # also infinity, and ints too big for a float
+        return MAX_CLIENT_TIMEOUT
+    if not timeout > 0:  # also NaN
+        raise ValueError("it must be a number of seconds greater than 0")
+    return float(timeout)
 
 
 class ControlClient:
@@ -192,12 +419,20 @@ class ControlClient:
     def call(self, command: str, timeout: float | None = None, **args: Any) -> Any:
         """Send one request and return its result; raise ControlError or AgentUnavailableError."""
         payload = json.dumps({"command": command, "args": args}).encode() + b"\n"
-        deadline = self._timeout if timeout is None else timeout
+        wanted = self._timeout if timeout is None else timeout
+        try:
+            deadline = get_socket_timeout(wanted)
+        except (OverflowError, ValueError, TypeError) as exc:
+            raise AgentUnavailableError(
+                f"unusable timeout {shorten(repr(wanted), 40)}: {exc}"
+            ) from None
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(deadline)
                 sock.connect(str(self._path))
-                sock.sendall(payload)
+                # Refused at once (busy, too long): its one-line reply is still readable.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    sock.sendall(payload)
                 data = _read_line(sock)
         except FileNotFoundError:
             raise AgentUnavailableError(
@@ -211,11 +446,13 @@ class ControlClient:
             ) from None
         except TimeoutError:
             raise AgentUnavailableError(f"the agent did not answer within {deadline:g}s") from None
-        except OSError as exc:
+        except (OSError, OverflowError, ValueError) as exc:  # also a path socket refuses
             raise AgentUnavailableError(f"cannot reach the agent: {exc}") from None
+        if not data:
+            raise AgentUnavailableError("the agent closed the connection without an answer")
         try:
             reply = json.loads(data)
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON, or not UTF-8
             raise AgentUnavailableError("the agent sent an unreadable reply") from None
         if not isinstance(reply, dict):
             raise AgentUnavailableError("the agent sent an unreadable reply")
@@ -253,11 +490,14 @@ def _read_line(sock: socket.socket) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = sock.recv(65536)
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:  # closed with our request unread: like an end of file
+            break
         if not chunk:
             break
         chunks.append(chunk)
         size += len(chunk)
-        if chunk.endswith(b"\n") or size > MAX_MESSAGE:
+        if chunk.endswith(b"\n") or size > MAX_REPLY:
             break
     return b"".join(chunks)

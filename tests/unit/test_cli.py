@@ -56,6 +56,13 @@ def _stderr_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["ctl", "explode"], "whirlwind: argument request: invalid choice: 'explode'"),
         (["ctl", "history", "--limit", "x"], "whirlwind: argument --limit: invalid int value"),
         (["ctl", "history", "--limit", "0"], "whirlwind: --limit must be 1 or more"),
+        (["ctl", "--timeout", "x", "status"], "whirlwind: argument --timeout: invalid float"),
+        (["ctl", "--timeout", "0", "status"], "whirlwind: --timeout must be a number of seconds"),
+        (["ctl", "--timeout", "-5", "status"], "whirlwind: --timeout must be a number of seconds"),
+        (
+            ["ctl", "--timeout", "nan", "status"],
+            "whirlwind: --timeout must be a number of seconds",
+        ),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import json
 import pathlib
 import socket
 import tempfile
@@ -19,6 +20,8 @@ class Handler:
 
     def __init__(self) -> None:
         self.requests: list[control.ReplaceNowRequest] = []
+        self.release = asyncio.Event()
+        self.arrived = asyncio.Event()
 
     async def get_status(self) -> dict[str, Any]:
         return {"paused": False}
@@ -30,12 +33,17 @@ class Handler:
         raise RuntimeError("kaput")
 
     async def get_history(self, limit: int) -> list[dict[str, Any]]:
+        if limit == 13:
+            raise ValueError("unlucky")
         return [{"id": str(n)} for n in range(limit)]
 
     async def replace_now(self, request: control.ReplaceNowRequest) -> dict[str, Any]:
         self.requests.append(request)
         if request.service == "mine":
             raise control.ControlError(control.REFUSED, "Whirlwind never replaces its own units")
+        if request.service == "slow":
+            self.arrived.set()
+            await self.release.wait()
         return {"id": "1-a", "service": request.service, "old-unit": "x/0", "result": "started"}
 
 
@@ -107,6 +115,8 @@ async def test_socket_is_private_and_a_stale_one_is_replaced(socket_path: pathli
         ("replace-now", {"service": "a", "wait": "yes"}, control.BAD_REQUEST, "wait and dry-run"),
         ("replace-now", {"service": "mine"}, control.REFUSED, "never replaces its own units"),
         ("resume", {}, control.INTERNAL, "internal error: kaput"),
+        ("history", {"limit": 13}, control.INTERNAL, "internal error: unlucky"),
+        ("x" * 500, {}, control.BAD_REQUEST, "more characters)"),
     ],
 )
 async def test_errors_carry_a_code_and_a_message(
@@ -124,23 +134,75 @@ async def test_errors_carry_a_code_and_a_message(
     assert message in error.value.message
 
 
-async def test_garbage_gets_a_bad_request_answer(socket_path: pathlib.Path) -> None:
+def _send_raw(path: pathlib.Path, data: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(str(path))
+        sock.sendall(data)
+        return sock.recv(65536)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"not json\n", b"\xff\xfe\n", b"[" * 60000 + b"\n", b"1" * 5000 + b"\n"],
+    ids=["text", "not-utf-8", "nested-too-deep", "huge-number"],
+)
+async def test_garbage_gets_a_bad_request_answer_and_no_traceback(
+    socket_path: pathlib.Path, caplog: pytest.LogCaptureFixture, garbage: bytes
+) -> None:
     server = control.ControlServer(socket_path, Handler())
     await server.start()
-
-    def send_garbage() -> bytes:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(5)
-            sock.connect(str(socket_path))
-            sock.sendall(b"not json\n")
-            return sock.recv(65536)
-
     try:
-        reply = await asyncio.to_thread(send_garbage)
+        reply = await asyncio.to_thread(_send_raw, socket_path, garbage)
     finally:
         await server.stop()
 
-    assert b'"code": "bad-request"' in reply
+    assert json.loads(reply) == {
+        "ok": False,
+        "code": control.BAD_REQUEST,
+        "error": "request is not valid JSON",
+    }
+    assert not [record for record in caplog.records if record.exc_info]
+
+
+async def test_stop_lets_a_waiting_client_have_its_answer(socket_path: pathlib.Path) -> None:
+    handler = Handler()
+    server = control.ControlServer(socket_path, handler)
+    await server.start()
+    waiting = asyncio.ensure_future(_call(socket_path, "replace-now", service="slow"))
+    try:
+        await asyncio.wait_for(handler.arrived.wait(), 5)
+        await server.stop()
+        handler.release.set()
+        answer = await asyncio.wait_for(waiting, 5)
+    finally:
+        handler.release.set()
+        await server.stop()
+
+    assert answer["service"] == "slow"
+    assert _mode(socket_path) is None
+
+
+async def test_client_says_when_the_agent_closes_without_an_answer(
+    socket_path: pathlib.Path,
+) -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+        await writer.wait_closed()
+
+    socket_path.parent.mkdir()
+    server = await asyncio.start_unix_server(hang_up, path=str(socket_path))
+    try:
+        with pytest.raises(control.AgentUnavailableError, match="closed the connection"):
+            await _call(socket_path, "status")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_shorten_says_how_much_was_left_out() -> None:
+    assert control.shorten("abc", 5) == "abc"
+    assert control.shorten("abcdefgh", 5) == "abcde... (3 more characters)"
 
 
 def test_client_says_when_the_agent_is_not_running(socket_path: pathlib.Path) -> None:
