@@ -1,9 +1,11 @@
-"""The journal: operations, step log, history shape, agent state, bounded first-seen, file mode."""
+"""The journal: operations, step log, history shape, state, file modes, damage detection."""
 
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import datetime
+import os
 import pathlib
 import sqlite3
 
@@ -53,7 +55,7 @@ def test_file_is_private_and_in_wal_mode(tmp_path: pathlib.Path) -> None:
     wal = pathlib.Path(f"{path}-wal")
     assert wal.exists()
     assert wal.stat().st_mode & 0o077 == 0
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     journal.close()
 
@@ -160,7 +162,7 @@ def test_every_commit_is_announced(journal: journal_mod.Journal) -> None:
 
 def test_a_journal_from_a_newer_agent_is_refused(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "journal.db"
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("PRAGMA user_version = 99")
 
     with pytest.raises(journal_mod.JournalError, match="has schema 99"):
@@ -173,3 +175,130 @@ def test_an_unusable_path_gives_a_journal_error(tmp_path: pathlib.Path) -> None:
 
     with pytest.raises(journal_mod.JournalError, match="cannot open journal"):
         journal_mod.Journal(blocker / "journal.db")
+
+
+def test_siblings_left_with_another_mode_are_made_private(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "journal.db"
+    with contextlib.closing(journal_mod.Journal(path)) as journal:
+        _create(journal)
+    # Left by a crash, not empty: sqlite only gives files it creates (or empty ones) its mode.
+    for suffix, content in (("-wal", b"\0" * 5000), ("-shm", b"\xcd" * 32768)):
+        sibling = pathlib.Path(f"{path}{suffix}")
+        sibling.write_bytes(content)
+        sibling.chmod(0o644)
+
+    with contextlib.closing(journal_mod.Journal(path)) as journal:
+        assert len(journal.get_history(5)) == 1
+        modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"journal.db": 0o600, "journal.db-wal": 0o600, "journal.db-shm": 0o600}
+
+
+def _wal_of_a_killed_agent(tmp_path: pathlib.Path) -> bytes:
+    """The WAL sqlite wrote, as a killed agent leaves it."""
+    path = tmp_path / "live" / "journal.db"
+    with contextlib.closing(journal_mod.Journal(path, durable=False)) as journal:
+        _create(journal)
+        return pathlib.Path(f"{path}-wal").read_bytes()
+
+
+def _damage(header: bytes, offset: int, value: bytes) -> bytes:
+    return header[:offset] + value + header[offset + len(value) :]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        pytest.param(None, None, id="absent"),
+        pytest.param(b"", None, id="empty"),
+        pytest.param(b"\0" * 5000, None, id="zeros-of-a-crash-before-the-header"),
+        pytest.param("sound", None, id="sound"),
+        pytest.param(b"\x37\x7f\x06", "shorter than its header", id="short"),
+        pytest.param(b"\xcd" * 5000, "bad header (magic 0xcdcdcdcd)", id="garbage"),
+        pytest.param(("sound", 4, b"\0\0\0\1"), "version 1", id="version"),
+        pytest.param(("sound", 8, b"\0\0\3\0"), "page size 768", id="page-size"),
+        pytest.param(("sound", 16, b"\xff"), "bad header checksum", id="salt"),
+        pytest.param(("sound", 28, b"\xff"), "bad header checksum", id="checksum"),
+    ],
+)
+def test_wal_header_check(tmp_path: pathlib.Path, content: object, problem: str | None) -> None:
+    wal = tmp_path / "journal.db-wal"
+    if content == "sound":
+        wal.write_bytes(_wal_of_a_killed_agent(tmp_path))
+    elif isinstance(content, tuple):
+        _, offset, value = content
+        wal.write_bytes(_damage(_wal_of_a_killed_agent(tmp_path), offset, value))
+    elif isinstance(content, bytes):
+        wal.write_bytes(content)
+
+    found = journal_mod.check_wal_header(wal)
+
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert problem in found
+
+
+def _sqlite_error(kind: type[sqlite3.Error], message: str, code: int | None) -> sqlite3.Error:
+    error = kind(message)
+    if code is not None:
+        # Python 3.11+ sets it on the errors sqlite raises; its stubs for 3.10 lack it.
+        setattr(error, "sqlite_errorcode", code)  # noqa: B010
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "corrupt"),
+    [
+        (_sqlite_error(sqlite3.DatabaseError, "database disk image is malformed", 11), True),
+        (_sqlite_error(sqlite3.DatabaseError, "database disk image is malformed", 779), True),
+        (_sqlite_error(sqlite3.DatabaseError, "file is not a database", 26), True),
+        (_sqlite_error(sqlite3.OperationalError, "database is locked", 5), False),
+        (_sqlite_error(sqlite3.OperationalError, "database table is locked", 6), False),
+        (_sqlite_error(sqlite3.OperationalError, "database or disk is full", 13), False),
+        (_sqlite_error(sqlite3.OperationalError, "disk I/O error", 10), False),
+        (_sqlite_error(sqlite3.OperationalError, "disk I/O error", 522), False),
+        (_sqlite_error(sqlite3.OperationalError, "unable to open database file", 14), False),
+        (
+            _sqlite_error(sqlite3.OperationalError, "attempt to write a readonly database", 8),
+            False,
+        ),
+        # Python 3.10: no code, the message tells.
+        (_sqlite_error(sqlite3.DatabaseError, "database disk image is malformed", None), True),
+        (_sqlite_error(sqlite3.DatabaseError, "malformed database schema (x)", None), True),
+        (_sqlite_error(sqlite3.DatabaseError, "file is not a database", None), True),
+        (_sqlite_error(sqlite3.OperationalError, "database is locked", None), False),
+        (_sqlite_error(sqlite3.OperationalError, "database or disk is full", None), False),
+    ],
+    ids=lambda value: str(value),
+)
+def test_only_damage_counts_as_corruption(error: sqlite3.Error, corrupt: bool) -> None:
+    assert journal_mod.is_corruption(error) is corrupt
+
+
+def test_each_corrupt_journal_is_kept(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "journal.db"
+    for n in range(3):
+        path.write_bytes(f"not a database {n}".encode() * 10)
+        journal_mod.Journal(path, durable=False).close()
+
+    asides = sorted(p for p in tmp_path.iterdir() if ".corrupt-" in p.name)
+    assert sorted(p.read_bytes()[:16] for p in asides) == [
+        f"not a database {n}".encode() for n in range(3)
+    ]
+
+
+def test_a_journal_that_cannot_be_moved_aside_is_left_alone(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.db"
+    path.write_bytes(b"garbage" * 100)
+
+    def refuse(source: object, target: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "rename", refuse)
+
+    with pytest.raises(journal_mod.JournalError, match=r"corrupt .* cannot be moved aside"):
+        journal_mod.Journal(path, durable=False)
+    assert path.read_bytes() == b"garbage" * 100
