@@ -7,6 +7,7 @@ import dataclasses
 import datetime
 import logging
 import re
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,12 @@ PEER_RELATION = "whirlwind-peers"
 PAUSED_KEY = "paused"
 PAUSED_SINCE_KEY = "paused-since"
 LEADER_KEY = "leader"
+# The peer app databag names the application-owned secret holding the key that signs
+# Whirlwind's operations (the key itself never goes into relation data, which every model
+# user can read with `juju show-unit`).
+OP_KEY_SECRET_KEY = "op-key-secret"
+OP_KEY_CONTENT_KEY = "op-key"
+OP_KEY_LABEL = "whirlwind-op-key"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 STATUS_TIMEOUT = 2.0  # seconds; status is collected in every hook, so keep it short
 ACTION_TIMEOUT = 30.0
@@ -167,6 +174,7 @@ class WhirlwindCharm(ops.CharmBase):
             machine.remove_credentials()
             return
         self._record_leader()
+        self._ensure_op_key()
         desired = self._get_agent_settings()
         if isinstance(desired, ops.StatusBase):
             if machine.stop_and_disable():
@@ -183,6 +191,32 @@ class WhirlwindCharm(ops.CharmBase):
         if result is not workload.StartResult.UNCHANGED:
             logger.info("agent %s", result.value)
 
+    def _ensure_op_key(self) -> None:
+        """The leader creates the operation-signing key once (an app-owned secret)."""
+        peer = self.model.get_relation(PEER_RELATION)
+        if peer is None or peer.data[self.app].get(OP_KEY_SECRET_KEY):
+            return
+        secret = self.app.add_secret(
+            {OP_KEY_CONTENT_KEY: secrets.token_hex(32)},
+            label=OP_KEY_LABEL,
+            description="signs Whirlwind's operations, so only its units adopt them",
+        )
+        peer.data[self.app][OP_KEY_SECRET_KEY] = secret.id or secret.get_info().id
+        logger.info("created the operation-signing key")
+
+    def _get_op_key(self) -> str | ops.WaitingStatus:
+        """The operation-signing key from the secret the peer data names."""
+        peer = self.model.get_relation(PEER_RELATION)
+        secret_id = peer.data[self.app].get(OP_KEY_SECRET_KEY) if peer is not None else None
+        if not secret_id:
+            return ops.WaitingStatus("Waiting for the leader to create the operation key")
+        try:
+            content = self.model.get_secret(id=secret_id).get_content(refresh=True)
+        except ops.ModelError:
+            return ops.WaitingStatus("Waiting for access to the operation key secret")
+        key = content.get(OP_KEY_CONTENT_KEY, "")
+        return key or ops.WaitingStatus("Waiting for the operation key")
+
     def _record_leader(self) -> None:
         """Tell the other units who leads, so their actions can say where to run."""
         peer = self.model.get_relation(PEER_RELATION)
@@ -194,9 +228,15 @@ class WhirlwindCharm(ops.CharmBase):
     def _load_config(self) -> WhirlwindConfig | ops.BlockedStatus:
         """The typed config, or a blocked status naming the option and the problem."""
         try:
-            return self.load_config(WhirlwindConfig)
+            config = self.load_config(WhirlwindConfig)
         except ValueError as exc:
             return ops.BlockedStatus(f"Invalid config: {exc}")
+        if self.app.name in config.service_names:
+            return ops.BlockedStatus(
+                f"Invalid config: services: {self.app.name} is this application; "
+                "Whirlwind never replaces its own units"
+            )
+        return config
 
     def _get_pause_state(self) -> PauseState:
         """The pause switch from the peer app databag (not paused without a peer relation)."""
@@ -212,7 +252,10 @@ class WhirlwindCharm(ops.CharmBase):
         self, config: WhirlwindConfig
     ) -> controller_credentials.ControllerCredentials | ops.BlockedStatus | ops.WaitingStatus:
         """Credentials from the relation, else from the `credentials` secret, else why not."""
-        result = self.credentials.get_credentials()
+        # A provider must not name the operator's own secret (and send its password to the
+        # provider's endpoints): the credentials option's secret is refused on the relation.
+        refused = [config.credentials.id] if config.credentials and config.credentials.id else []
+        result = self.credentials.get_credentials(refused_secret_ids=refused)
         if result is None:
             if config.credentials is None:
                 return ops.BlockedStatus(
@@ -249,6 +292,9 @@ class WhirlwindCharm(ops.CharmBase):
         if self.model.get_relation(PEER_RELATION) is None:
             # Without it the pause switch is unknown: never start an agent that may be paused.
             return ops.WaitingStatus("Waiting for the peer relation (pause state)")
+        op_key = self._get_op_key()
+        if isinstance(op_key, ops.StatusBase):
+            return op_key
         endpoints, ca_cert = credentials.endpoints, credentials.ca_cert
         if not endpoints or not ca_cert:
             own = self._get_workload().read_agent_controller_info()
@@ -280,6 +326,7 @@ class WhirlwindCharm(ops.CharmBase):
                 log_level=config.log_level.upper(),
                 own_application=self.app.name,
                 paused=self._get_pause_state().paused,
+                op_key=op_key,
             )
         except settings.SettingsError as exc:
             return ops.BlockedStatus(f"Invalid controller credentials: {exc}")

@@ -10,7 +10,9 @@ import contextlib
 import dataclasses
 import enum
 import logging
+import os
 import pathlib
+import stat
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +27,17 @@ SERVICE_NAME = "whirlwind-agent"
 SERVICE_FILE = f"{SERVICE_NAME}.service"
 RUNTIME_DIRECTORY = "whirlwind"  # systemd creates /run/whirlwind (0700) for the socket
 CONTROL_SOCKET = pathlib.Path("/run") / RUNTIME_DIRECTORY / "control.sock"
+# Juju's data on the machine: every agent's agent.conf (its API password), the machine agent,
+# the tools. The service sees none of it but its own charm folder (read-only).
+JUJU_DATA_DIR = pathlib.Path("/var/lib/juju")
+# Juju's logs: other charms' hook output. The agent logs to the journal and never reads these.
+JUJU_LOG_DIR = pathlib.Path("/var/log/juju")
+# Resource limits: the agent peaks at about 140 MiB on a 5,000-unit model (bench/README.md),
+# runs a few threads (asyncio's resolver pool: at most 32) and holds a handful of files.
+MEMORY_MAX = "1G"
+TASKS_MAX = 64
+LIMIT_NOFILE = 1024
+ETC_DIR_MODE = 0o755
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +59,11 @@ class WorkloadPaths:
     def credentials_file(self) -> pathlib.Path:
         """The controller password alone (0600, root)."""
         return self.etc_dir / "credentials"
+
+    @property
+    def op_key_file(self) -> pathlib.Path:
+        """The key that signs Whirlwind's operations, alone (0600, root)."""
+        return self.etc_dir / "op-key"
 
     @property
     def state_dir(self) -> pathlib.Path:
@@ -106,8 +124,20 @@ def charm_pythonpath(charm_dir: pathlib.Path, sys_path: Sequence[str]) -> tuple[
     return tuple(entries)
 
 
-def render_unit_file(python: str, pythonpath: Sequence[str], paths: WorkloadPaths) -> str:
-    """The systemd unit: the charm's interpreter and import path, hardened, restart on failure."""
+def render_unit_file(
+    python: str, pythonpath: Sequence[str], paths: WorkloadPaths, *, charm_dir: pathlib.Path
+) -> str:
+    """The systemd unit: the charm's interpreter and import path, hardened, restart on failure.
+
+    The agent runs as root (it reads the root-only password file) with no capabilities. Its
+    interpreter and code live in the charm folder, which Juju keeps inside its own data folder
+    next to every agent's agent.conf: the service gets an empty read-only tmpfs over
+    `/var/lib/juju` with only `charm_dir` bound back, read-only (`TemporaryFileSystem=` and
+    `BindReadOnlyPaths=`, the pattern of systemd.exec(5); `InaccessiblePaths=` would leave no
+    mount point for the bind). The interpreter and `pythonpath` must lie in `charm_dir` (or
+    outside `/var/lib/juju`): `charm_pythonpath` keeps only entries inside the charm folder.
+    """
+    charm_root = charm_dir.resolve()
     return f"""\
 # Installed by the whirlwind charm; changes are overwritten.
 [Unit]
@@ -131,24 +161,40 @@ KillMode=mixed
 UMask=0077
 RuntimeDirectory={RUNTIME_DIRECTORY}
 RuntimeDirectoryMode=0700
-ReadWritePaths={paths.lib_dir}
-NoNewPrivileges=yes
+MemoryMax={MEMORY_MAX}
+TasksMax={TASKS_MAX}
+LimitNOFILE={LIMIT_NOFILE}
+# Files: the OS read-only, writable state only; no Juju agent's files but this charm's own.
 ProtectSystem=strict
+ReadWritePaths={paths.lib_dir}
+TemporaryFileSystem={JUJU_DATA_DIR}:ro
+BindReadOnlyPaths={charm_root}
+InaccessiblePaths=-{JUJU_LOG_DIR}
 ProtectHome=yes
 PrivateTmp=yes
 PrivateDevices=yes
+PrivateMounts=yes
+ProtectProc=invisible
+ProcSubset=pid
+NoNewPrivileges=yes
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectKernelLogs=yes
 ProtectControlGroups=yes
 ProtectClock=yes
 ProtectHostname=yes
+# The controller may be at any address: the network stays open.
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 RestrictNamespaces=yes
 RestrictRealtime=yes
 RestrictSUIDSGID=yes
+RemoveIPC=yes
 LockPersonality=yes
+MemoryDenyWriteExecute=yes
 SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
 CapabilityBoundingSet=
 AmbientCapabilities=
 
@@ -190,6 +236,7 @@ class Workload:
         self._unit_name = unit_name
         self._paths = paths or WorkloadPaths()
         self._python = python or sys.executable
+        self._charm_dir = charm_dir
         self._pythonpath = charm_pythonpath(charm_dir, sys.path if sys_path is None else sys_path)
 
     @property
@@ -199,7 +246,9 @@ class Workload:
 
     def unit_file_content(self) -> str:
         """The unit file this charm revision wants."""
-        return render_unit_file(self._python, self._pythonpath, self._paths)
+        return render_unit_file(
+            self._python, self._pythonpath, self._paths, charm_dir=self._charm_dir
+        )
 
     def install(self) -> bool:
         """Write the unit file (and daemon-reload) if it differs; return whether it changed."""
@@ -211,17 +260,38 @@ class Workload:
         return changed
 
     def configure(self, agent_settings: settings.AgentSettings) -> Changed:
-        """Write unit file, settings (0644, no password) and credentials (0600) atomically."""
+        """Write unit file, settings (0644, no password) and credentials (0600) atomically.
+
+        The settings folder is made 0755 whatever the umask.
+        """
         unit_changed = self.install()
+        self._ensure_etc_dir()
         self._paths.lib_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # The password file first: a reloaded agent must never read settings that point at
         # a password file that does not exist yet.
-        password_changed = settings.write_file_atomically(
+        secrets_changed = settings.write_file_atomically(
             self._paths.credentials_file, agent_settings.controller.password + "\n", 0o600
         )
-        text = settings.dump_settings(agent_settings, password_file=self._paths.credentials_file)
+        op_key_file = None
+        if agent_settings.op_key:
+            op_key_file = self._paths.op_key_file
+            secrets_changed |= settings.write_file_atomically(
+                op_key_file, agent_settings.op_key + "\n", 0o600
+            )
+        text = settings.dump_settings(
+            agent_settings, password_file=self._paths.credentials_file, op_key_file=op_key_file
+        )
         settings_changed = settings.write_file_atomically(self._paths.settings_file, text, 0o644)
-        return Changed(unit_file=unit_changed, settings=settings_changed or password_changed)
+        return Changed(unit_file=unit_changed, settings=settings_changed or secrets_changed)
+
+    def _ensure_etc_dir(self) -> None:
+        """Create the settings folder 0755 whatever the hook's umask, and repair its mode."""
+        etc_dir = self._paths.etc_dir
+        # mkdir's mode goes through the hook's umask (0o077 gives 0700, and the mkdir in
+        # write_file_atomically gives 0777 under 0o000): set it, also on an existing folder.
+        etc_dir.mkdir(mode=ETC_DIR_MODE, parents=True, exist_ok=True)
+        if stat.S_IMODE(etc_dir.stat().st_mode) != ETC_DIR_MODE:
+            os.chmod(etc_dir, ETC_DIR_MODE)
 
     def is_running(self) -> bool:
         """Whether systemd reports the agent active."""
@@ -263,9 +333,13 @@ class Workload:
         return was_running
 
     def remove_credentials(self) -> bool:
-        """Delete the password and settings files (standby units need neither)."""
+        """Delete the settings, password and key files (standby units need none of them)."""
         removed = False
-        for path in (self._paths.settings_file, self._paths.credentials_file):
+        for path in (
+            self._paths.settings_file,
+            self._paths.credentials_file,
+            self._paths.op_key_file,
+        ):
             if path.exists():
                 path.unlink()
                 removed = True

@@ -12,7 +12,7 @@ from typing import Any
 
 import whirlwind
 from whirlwind import backend as backend_mod
-from whirlwind import control, policy, replacer
+from whirlwind import control, policy, provenance, recovery, replacer
 from whirlwind import journal as journal_mod
 from whirlwind import model as model_view
 from whirlwind import settings as settings_mod
@@ -69,7 +69,13 @@ class Engine:
         self._journal = journal
         self._now = now
         self._rng = rng or random.Random()
-        self._replacer = replacer.Replacer(backend, journal, lambda: self._settings, now)
+        self._op_key = settings.op_key.encode() or provenance.local_key(settings.state_dir)
+        self._replacer = replacer.Replacer(
+            backend, journal, lambda: self._settings, now, lambda: self._op_key
+        )
+        # Whether operations left in flight still wait to be taken up (pause, dry-run).
+        self._recovery_due = True
+        self._noted: set[str] = set()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -110,6 +116,9 @@ class Engine:
                 self._wake.clear()
                 try:
                     await self._cycle()
+                except journal_mod.JournalCorruptError:
+                    # The agent stops; its next start moves the damaged journal aside.
+                    raise
                 except Exception:
                     logger.exception("replacement cycle failed; trying again later")
                 await self._sleep(self._get_sleep())
@@ -129,6 +138,8 @@ class Engine:
         old = self._settings
         self._settings = new
         reconnect = new.controller != old.controller or new.model_uuid != old.model_uuid
+        if new.op_key and new.op_key != old.op_key:
+            self._op_key = new.op_key.encode()
         if new != old:
             # A configuration change is the operator's answer to a tripped breaker.
             if self._journal.get_breakers():
@@ -181,7 +192,39 @@ class Engine:
     # -- the loop --------------------------------------------------------------------------
 
     def _recover(self) -> None:
-        for op in self._journal.get_unfinished():
+        """Finish or roll back what was left in flight, when allowed; else say what waits.
+
+        Own operations come from the journal; another leader's from the model, adopted only
+        on target applications and only when signed with Whirlwind's key. Pause and dry-run
+        hold both (this runs again every cycle until it could act).
+        """
+        view = self._backend.model
+        unfinished = [
+            op for op in self._journal.get_unfinished() if op.service not in self._in_flight
+        ]
+        known = {op.id for op in self._journal.get_history(1000)}
+        busy = set(self._in_flight) | {op.service for op in unfinished}
+        adoptable: list[policy.ForeignOperation] = []
+        for foreign in recovery.find_foreign(view, known, busy):
+            refusal = recovery.why_not_adopt(foreign, view, self._settings, self._op_key)
+            if refusal is None:
+                adoptable.append(foreign)
+            else:
+                self._note(
+                    f"not adopting operation {foreign.op_id} on {foreign.service} "
+                    f"({foreign.old_unit.name} -> {foreign.new_unit.name}): {refusal}"
+                )
+        hold = recovery.get_hold(self._settings, self._paused, view)
+        if hold is not None:
+            waiting = [f"{op.id} on {op.service} at step {op.step}" for op in unfinished]
+            waiting += [f"{f.op_id} on {f.service} (another agent's)" for f in adoptable]
+            if waiting:
+                prefix = "DRY-RUN: would take up" if hold == recovery.DRY_RUN else "not taking up"
+                self._note(f"{prefix} operation(s) left in flight ({hold}): {', '.join(waiting)}")
+            self._recovery_due = bool(waiting)
+            return
+        self._recovery_due = False
+        for op in unfinished:
             logger.warning(
                 "recovering operation %s on %s (%s) at step %s",
                 op.id,
@@ -191,77 +234,31 @@ class Engine:
             )
             op = self._journal.update(op, self._now(), log="recover", trigger=RECOVERY)
             self._launch(op, recovering=True)
-        self._adopt_foreign()
+        for foreign in adoptable:
+            plan = recovery.plan_adoption(foreign, view, self._settings, self._now())
+            logger.warning(
+                "adopting operation %s on %s left by another agent: %s -> %s at step %s",
+                plan.op_id,
+                plan.service,
+                plan.old_unit,
+                plan.new_unit,
+                plan.step,
+            )
+            op = self._journal.adopt_operation(at=self._now(), **dataclasses.asdict(plan))
+            self._launch(op, recovering=True)
 
-    def _adopt_foreign(self) -> None:
-        """Take over what a previous leader left in flight (its journal is on another machine)."""
-        view = self._backend.model
-        for application in sorted(view.applications):
-            if application in self._in_flight:
-                continue
-            if policy.get_refusal(application, view, self._settings) is not None:
-                continue
-            known = {
-                op_id
-                for unit in view.get_units(application)
-                if (op_id := view.get_unit_annotations(unit.name).get(policy.OP_ANNOTATION))
-                and self._journal.get_operation(op_id) is not None
-            }
-            for foreign in policy.find_foreign_operations(view, application, known)[:1]:
-                self._launch(self._adopt(foreign), recovering=True)
-
-    def _adopt(self, foreign: policy.ForeignOperation) -> journal_mod.Operation:
-        view = self._backend.model
-        settings = self._settings
-        now = self._now()
-        old, new = foreign.old_unit, foreign.new_unit
-        born = model_view.parse_since(
-            view.get_unit_annotations(new.name).get(policy.BORN_ANNOTATION)
-        )
-        if old.life != model_view.ALIVE:
-            step, deadline, reason = journal_mod.REMOVE, now, ""
-        elif new.life != model_view.ALIVE:
-            step, deadline = journal_mod.ROLLBACK, now
-            reason = f"adopted while new unit {new.name} was being removed"
-        else:
-            # The ADD started when the new unit was born: the original settle deadline.
-            step, reason = journal_mod.SETTLE, ""
-            deadline = (born or now) + datetime.timedelta(seconds=settings.settle_timeout)
-        if step != journal_mod.SETTLE:
-            deadline = now + datetime.timedelta(seconds=settings.remove_timeout)
-        logger.warning(
-            "adopting operation %s on %s left by another agent: %s -> %s at step %s",
-            foreign.op_id,
-            foreign.service,
-            old.name,
-            new.name,
-            step,
-        )
-        machine = old.machine_id
-        return self._journal.adopt_operation(
-            op_id=foreign.op_id,
-            service=foreign.service,
-            old_unit=old.name,
-            new_unit=new.name,
-            step=step,
-            at=now,
-            started=born or now,
-            deadline=deadline,
-            born=born,
-            max_unit_number=new.number - 1,
-            healthy_at_start=policy.healthy_after_removal(view, foreign.service, new.name),
-            old_machine=machine,
-            old_machine_dedicated=(
-                machine is not None and policy.is_dedicated_machine(view, machine, old.name)
-            ),
-            new_machine=new.machine_id,
-            reason=reason,
-        )
+    def _note(self, message: str) -> None:
+        """Log a warning once (recovery runs every cycle while held)."""
+        if message not in self._noted:
+            self._noted.add(message)
+            logger.warning("%s", message)
 
     async def _cycle(self) -> None:
         self._reap()
         if not self._backend.connected:
             return
+        if self._recovery_due:
+            self._recover()
         if self._paused or self._now() < self._get_next_due():
             return
         async with self._lock:
@@ -313,8 +310,11 @@ class Engine:
             if task.cancelled():
                 continue
             exc = task.exception()
-            if exc is not None and not isinstance(exc, Exception):
-                raise exc  # KeyboardInterrupt and the like end the agent
+            if exc is not None and (
+                not isinstance(exc, Exception) or isinstance(exc, journal_mod.JournalCorruptError)
+            ):
+                # KeyboardInterrupt and the like, and a journal gone corrupt, end the agent.
+                raise exc
             if exc is not None:
                 logger.error("operation task failed: %s", exc)
 
@@ -337,6 +337,8 @@ class Engine:
                 try:
                     final = await self._replacer.run(op, recovering=recovering)
                     break
+                except journal_mod.JournalCorruptError:
+                    raise
                 except Exception as exc:
                     attempts += 1
                     logger.exception(
@@ -535,7 +537,14 @@ class Engine:
             raise control.ControlError(control.REFUSED, f"{service}: {refusal}")
         if self._paused:
             raise control.ControlError(control.PAUSED, "the agent is paused; resume it first")
-        dry_run = self._settings.dry_run if request.dry_run is None else request.dry_run
+        if self._settings.dry_run and request.dry_run is False:
+            # dry-run in the settings is a lock: an operator set it to be safe.
+            raise control.ControlError(
+                control.REFUSED,
+                "dry-run is on in the settings, and it is a lock: turn it off first "
+                "(juju config <whirlwind> dry-run=false)",
+            )
+        dry_run = self._settings.dry_run or bool(request.dry_run)
         async with self._lock:
             current = self._in_flight.get(service)
             if current is not None:

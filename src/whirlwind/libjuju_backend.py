@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import tenacity
+import websockets
 import websockets.exceptions
 from juju import errors as juju_errors
 from juju.client import connection as juju_connection
@@ -30,8 +31,22 @@ from whirlwind import settings as agent_settings
 
 logger = logging.getLogger(__name__)
 
-# At DEBUG, libjuju's connection logger prints every request, the Login password included.
-_LIBJUJU_CONNECTION_LOGGER = "juju.client.connection"
+# At DEBUG these loggers print request frames, the Login password included: libjuju's
+# connection logger every request, websockets every frame it sends or receives.
+_FRAME_LOGGERS = (
+    "juju.client.connection",
+    "juju.client.connector",
+    "websockets",
+    "websockets.client",
+    "websockets.protocol",
+    "websockets.asyncio.client",
+    "websockets.legacy",
+    "websockets.legacy.protocol",
+    "websockets.legacy.client",
+)
+# Juju controller certificates carry this name (besides addresses that may change): the
+# certificate must chain to the configured CA and be issued for it.
+CONTROLLER_CERT_NAME = "juju-apiserver"
 
 # Facade versions this module speaks (JUJU_API.md); start-up fails clearly if one is missing.
 REQUIRED_FACADES: Mapping[str, int] = {
@@ -120,16 +135,21 @@ class _DropBelowInfo(logging.Filter):
 _DROP_BELOW_INFO = _DropBelowInfo()
 
 
-def quiet_libjuju_connection_logger() -> None:
-    """Keep libjuju's connection logger at INFO or above: at DEBUG it logs the password."""
-    conn_logger = logging.getLogger(_LIBJUJU_CONNECTION_LOGGER)
-    if conn_logger.level < logging.INFO:
-        conn_logger.setLevel(logging.INFO)
-    if _DROP_BELOW_INFO not in conn_logger.filters:
-        conn_logger.addFilter(_DROP_BELOW_INFO)
+def quiet_frame_loggers() -> None:
+    """Keep every logger that sees frames at INFO or above: at DEBUG they log the password.
+
+    The level is raised and a filter refuses DEBUG records too, so a later setLevel (or a
+    debug log level for the whole agent) cannot bring them back.
+    """
+    for name in _FRAME_LOGGERS:
+        frame_logger = logging.getLogger(name)
+        if frame_logger.level < logging.INFO:
+            frame_logger.setLevel(logging.INFO)
+        if _DROP_BELOW_INFO not in frame_logger.filters:
+            frame_logger.addFilter(_DROP_BELOW_INFO)
 
 
-quiet_libjuju_connection_logger()
+quiet_frame_loggers()
 
 
 class ClosingConnection(juju_connection.Connection):
@@ -156,12 +176,32 @@ class ClosingConnection(juju_connection.Connection):
 
 
 class _Connection(ClosingConnection):
-    """libjuju's Connection minus its own reconnect, keeping the codes of per-item errors.
+    """libjuju's Connection without its own reconnect, with error codes, checking the name.
 
     libjuju re-dials in the background when the socket drops, behind our back and only to
     the endpoint it last used; our supervisor owns reconnecting, so this is a no-op. And
     libjuju raises a bare message list for bulk results, dropping the error codes we map.
+    With a CA given, libjuju turns hostname checking off; here the certificate must also be
+    issued for `juju-apiserver`, so one for any other host signed by a broad CA is refused.
     """
+
+    def _get_ssl(self, cert: str | None = None) -> ssl.SSLContext:
+        context = super()._get_ssl(cert)
+        if cert:
+            context.check_hostname = True
+        return context
+
+    async def _open(self, endpoint: str, cacert: str) -> Any:
+        if self.proxy is not None or not cacert:
+            return await super()._open(endpoint, cacert)
+        url = f"wss://{endpoint}/model/{self.uuid}/api" if self.uuid else f"wss://{endpoint}/api"
+        ws = await websockets.connect(
+            url,
+            ssl=self._get_ssl(cacert),
+            max_size=self.max_frame_size,
+            server_hostname=CONTROLLER_CERT_NAME,
+        )
+        return ws, url, endpoint, cacert
 
     def __init__(self) -> None:
         super().__init__()
@@ -274,7 +314,7 @@ class LibjujuBackend:
         """Start connecting, watching and polling in the background."""
         if self._supervisor is not None:
             return
-        quiet_libjuju_connection_logger()
+        quiet_frame_loggers()
         self._stopping = False
         self._supervisor = asyncio.create_task(self._supervise(), name="whirlwind-backend")
 

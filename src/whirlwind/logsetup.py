@@ -1,12 +1,14 @@
-"""Logging for the agent: one stderr handler, and libjuju's password-logging logger kept quiet."""
+"""Logging for the agent: one stderr handler; loggers that could print the password kept quiet."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-# At DEBUG, libjuju logs every frame it sends, including the Login password.
-SECRET_LOGGERS = ("juju.client.connection",)
+# At DEBUG these log every frame sent, the Login password included: libjuju's client
+# (connection, connector) and websockets (frames, with WEBSOCKETS_MAX_LOG_SIZE as long as
+# one likes). Their records below INFO never reach the handler, whatever levels are set.
+SECRET_LOGGERS = ("juju.client", "websockets")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

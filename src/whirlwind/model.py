@@ -191,6 +191,9 @@ class ModelView:
         self.status_requests = 0
         self.status_polls = 0
         self.model_name: str = ""
+        # From the watcher's model info: until it came, nothing may act (it may be the
+        # controller's own model).
+        self.model_seen = False
         self.is_controller_model: bool = False
         self.synced = False
         self.version = 0
@@ -241,6 +244,8 @@ class ModelView:
                 }
         elif kind == "model":
             self.model_name = str(info.get("name") or self.model_name)
+            self.is_controller_model = bool(info.get("is-controller", False))
+            self.model_seen = True
         # Relations, charms, actions, blocks, branches: not needed by the engine.
 
     def begin_status_poll(self) -> int:
@@ -285,9 +290,16 @@ class ModelView:
             self._notify()
 
     def set_annotations(self, unit: str, annotations: Mapping[str, str]) -> None:
-        """Record annotations we have just set (the watcher will confirm them)."""
+        """Record annotations we have just set (the watcher will confirm them).
+
+        As in Juju, an empty value deletes the key.
+        """
         current = self.annotations.setdefault(unit_tag(unit), {})
-        current.update(annotations)
+        for key, value in annotations.items():
+            if value:
+                current[key] = value
+            else:
+                current.pop(key, None)
         self._notify()
 
     def _notify(self) -> None:

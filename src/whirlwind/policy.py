@@ -8,10 +8,11 @@ import random
 from collections.abc import Collection, Mapping, Sequence
 
 from whirlwind import model as model_view
+from whirlwind import provenance
 from whirlwind import settings as settings_mod
 
-BORN_ANNOTATION = "whirlwind/born"
-OP_ANNOTATION = "whirlwind/op"
+BORN_ANNOTATION = provenance.BORN_ANNOTATION
+OP_ANNOTATION = provenance.OP_ANNOTATION
 
 # Why a target is not ready (kept short: they show in status and logs).
 NOT_IN_MODEL = "not in the model"
@@ -49,6 +50,9 @@ def get_refusal(
     settings: settings_mod.AgentSettings,
 ) -> str | None:
     """Why Whirlwind must never touch `application` at all (None: it may, if asked)."""
+    if not view.model_seen:
+        # Nothing is known of the model itself yet, not even whether it is the controller's.
+        return "the model's own information has not arrived yet"
     if view.is_controller_model:
         return "the controller model is never touched"
     if settings.own_application is not None and application == settings.own_application:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from whirlwind import backend as backend_mod
 from whirlwind import journal as journal_mod
 from whirlwind import model as model_view
-from whirlwind import policy, retrying
+from whirlwind import policy, provenance, retrying
 from whirlwind import settings as settings_mod
 
 logger = logging.getLogger(__name__)
@@ -89,11 +90,13 @@ class Replacer:
         journal: journal_mod.Journal,
         get_settings: Callable[[], settings_mod.AgentSettings],
         now: Clock,
+        get_op_key: Callable[[], bytes],
     ) -> None:
         self._backend = backend
         self._journal = journal
         self._get_settings = get_settings
         self._now = now
+        self._get_op_key = get_op_key
 
     @property
     def _view(self) -> model_view.ModelView:
@@ -118,7 +121,30 @@ class Replacer:
             if handler is None:
                 return self._finish(op, journal_mod.FAILED, f"unknown step {op.step!r}")
             op = await handler(op)
+        await self._clear_marks(op)
         return op
+
+    async def _clear_marks(self, op: journal_mod.Operation) -> None:
+        """Take the finished operation's marks off the units that stay (best effort).
+
+        A unit still marked with a finished operation (a rollback that could not remove the
+        new unit, say) must not look like work in flight to the next leader.
+        """
+        for unit in (op.old_unit, op.new_unit):
+            if (
+                unit is None
+                or self._view.get_unit_annotations(unit).get(policy.OP_ANNOTATION) != op.id
+            ):
+                continue
+            cleared = {policy.OP_ANNOTATION: "", provenance.SIG_ANNOTATION: ""}
+            try:
+                await self._call(
+                    f"clear the marks of {unit}",
+                    functools.partial(self._backend.set_unit_annotations, unit, cleared),
+                    self._in(CLEANUP_GRACE),
+                )
+            except (DeadlineError, backend_mod.BackendError) as exc:
+                logger.warning("operation %s: cannot clear the marks of %s: %s", op.id, unit, exc)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -239,11 +265,20 @@ class Replacer:
             logger.info("operation %s: added %s", op.id, name)
         assert op.new_unit is not None
         born = journal_mod.to_iso(op.born or self._now()) or ""
-        await self._annotate(
-            op, op.new_unit, {policy.BORN_ANNOTATION: born, policy.OP_ANNOTATION: op.id}
-        )
+        marks = {policy.OP_ANNOTATION: op.id}
         if op.old_unit is not None:
-            await self._annotate(op, op.old_unit, {policy.OP_ANNOTATION: op.id})
+            # Signed, so that only Whirlwind's own units can take over what is left in flight.
+            marks[provenance.SIG_ANNOTATION] = provenance.sign(
+                self._get_op_key(),
+                op_id=op.id,
+                service=op.service,
+                old_unit=op.old_unit,
+                new_unit=op.new_unit,
+                born=born,
+            )
+        await self._annotate(op, op.new_unit, {policy.BORN_ANNOTATION: born, **marks})
+        if op.old_unit is not None:
+            await self._annotate(op, op.old_unit, marks)
         return self._step(op, journal_mod.SETTLE)
 
     async def _add_unit(self, op: journal_mod.Operation) -> str:

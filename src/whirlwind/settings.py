@@ -6,6 +6,7 @@ import dataclasses
 import os
 import pathlib
 import re
+import ssl
 import tempfile
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -22,6 +23,15 @@ DEFAULT_STATE_DIR = pathlib.Path("/var/lib/whirlwind")
 DEFAULT_CONTROL_SOCKET = pathlib.Path("/run/whirlwind/control.sock")
 
 Strategy = Literal["oldest", "random"]
+
+DAY = 24 * 3600
+# Upper bounds of the operator's durations (seconds): beyond them nothing sensible happens, and
+# the arithmetic on dates and socket timeouts overflows.
+MAX_INTERVAL = 30 * DAY
+MAX_TIMEOUT = 7 * DAY
+MAX_STATUS_POLL_INTERVAL = DAY
+MAX_CONSECUTIVE_FAILURES = 1000
+MAX_IN_FLIGHT = 100
 
 
 class SettingsError(ValueError):
@@ -73,6 +83,8 @@ class AgentSettings:
     own_application: str | None = None
     # None: pause state is the agent's own (journal). True/False: set by the charm, authoritative.
     paused: bool | None = None
+    # The key that signs Whirlwind's operations (HMAC); empty: the agent keeps its own.
+    op_key: str = dataclasses.field(default="", repr=False)
 
     def __post_init__(self) -> None:
         check_timings(
@@ -81,8 +93,13 @@ class AgentSettings:
             settle_timeout=self.settle_timeout,
             remove_timeout=self.remove_timeout,
         )
-        for name in ("status_poll_interval", "max_consecutive_failures", "max_in_flight"):
+        for name, most in (
+            ("status_poll_interval", MAX_STATUS_POLL_INTERVAL),
+            ("max_consecutive_failures", MAX_CONSECUTIVE_FAILURES),
+            ("max_in_flight", MAX_IN_FLIGHT),
+        ):
             _require_positive(_kebab(name), getattr(self, name))
+            _require_at_most(_kebab(name), getattr(self, name), most)
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(
                 f"log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
@@ -94,8 +111,10 @@ class AgentSettings:
         if not self.model_uuid:
             raise SettingsError("model-uuid is missing")
 
-    def to_dict(self, password_file: pathlib.Path | None = None) -> dict[str, Any]:
-        """Kebab-case mapping in the schema `load_settings` reads."""
+    def to_dict(
+        self, password_file: pathlib.Path | None = None, op_key_file: pathlib.Path | None = None
+    ) -> dict[str, Any]:
+        """Kebab-case mapping in the schema `load_settings` reads (secrets inline or by file)."""
         data: dict[str, Any] = {
             "controller": self.controller.to_dict(password_file),
             "model-uuid": self.model_uuid,
@@ -117,11 +136,16 @@ class AgentSettings:
             data["own-application"] = self.own_application
         if self.paused is not None:
             data["paused"] = self.paused
+        if op_key_file is not None:
+            data["op-key-file"] = str(op_key_file)
+        elif self.op_key:
+            data["op-key"] = self.op_key
         return data
 
     def describe(self) -> dict[str, Any]:
         """Effective settings for logs and status: everything but credentials."""
         data = self.to_dict()
+        data.pop("op-key", None)
         data["controller"] = {
             "endpoints": list(self.controller.endpoints),
             "username": self.controller.username,
@@ -142,6 +166,13 @@ def check_timings(
     _require_positive("remove-timeout", remove_timeout)
     if settle_period < 0:
         raise SettingsError(f"settle-period must be 0 or more, got {settle_period}")
+    _require_at_most("interval", interval, MAX_INTERVAL)
+    for option, value in (
+        ("settle-period", settle_period),
+        ("settle-timeout", settle_timeout),
+        ("remove-timeout", remove_timeout),
+    ):
+        _require_at_most(option, value, MAX_TIMEOUT)
     if settle_period >= settle_timeout:
         raise SettingsError(
             f"settle-period ({settle_period}s) must be shorter than "
@@ -152,6 +183,12 @@ def check_timings(
 def _require_positive(option: str, value: int) -> None:
     if value <= 0:
         raise SettingsError(f"{option} must be greater than 0, got {value}")
+
+
+def _require_at_most(option: str, value: int, most: int) -> None:
+    if value > most:
+        days = f" ({most // DAY} days)" if most >= DAY and most % DAY == 0 else ""
+        raise SettingsError(f"{option} must be at most {most}{days}, got {value}")
 
 
 def parse_services(value: str | Iterable[str]) -> tuple[str, ...]:
@@ -191,10 +228,15 @@ def parse_endpoints(value: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def validate_ca_cert(value: str) -> str:
-    """Return the PEM text if it looks like a certificate, else raise SettingsError."""
+    """Return the PEM text if it is a certificate TLS can load, else raise SettingsError."""
     text = value.strip()
     if "-----BEGIN CERTIFICATE-----" not in text or "-----END CERTIFICATE-----" not in text:
         raise SettingsError("ca-cert: not a PEM certificate")
+    try:
+        ssl.create_default_context(cadata=text + "\n")
+    except (ssl.SSLError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or str(exc)
+        raise SettingsError(f"ca-cert: not a loadable certificate ({reason})") from None
     return text + "\n"
 
 
@@ -208,7 +250,7 @@ def parse_settings(
         "controller", "model-uuid", "services", "interval", "settle-period", "settle-timeout",
         "remove-timeout", "dry-run", "state-dir", "control-socket", "log-level",
         "status-poll-interval", "max-consecutive-failures", "strategy", "max-in-flight",
-        "own-application", "paused",
+        "own-application", "paused", "op-key", "op-key-file",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -238,6 +280,14 @@ def parse_settings(
         kwargs["strategy"] = _get_str(data, "strategy", required=True)
     if data.get("own-application") is not None:
         kwargs["own_application"] = _get_str(data, "own-application", required=True)
+    if "op-key" in data and "op-key-file" in data:
+        raise SettingsError("give at most one of op-key or op-key-file")
+    if "op-key" in data:
+        kwargs["op_key"] = _get_str(data, "op-key", required=True)
+    elif "op-key-file" in data:
+        kwargs["op_key"] = read_secret_file(
+            _get_path(data, "op-key-file", base_dir), "op-key-file"
+        )
     return AgentSettings(**kwargs)
 
 
@@ -267,17 +317,20 @@ def _parse_controller(value: Any, base_dir: pathlib.Path | None) -> ControllerSe
 
 
 def read_password_file(path: pathlib.Path) -> str:
-    """The password kept in `path` (one line), or SettingsError saying what is wrong."""
+    """The password kept in `path`, exactly, or SettingsError saying what is wrong."""
+    return read_secret_file(path, "controller.password-file")
+
+
+def read_secret_file(path: pathlib.Path, option: str) -> str:
+    """A secret written as its exact text plus one newline (only that newline is removed)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SettingsError(
-            f"controller.password-file: cannot read {path}: {exc.strerror}"
-        ) from None
-    password = text.strip()
-    if not password:
-        raise SettingsError(f"controller.password-file: {path} is empty")
-    return password
+        raise SettingsError(f"{option}: cannot read {path}: {exc.strerror}") from None
+    secret = text.removesuffix("\n")
+    if not secret.strip():
+        raise SettingsError(f"{option}: {path} is empty")
+    return secret
 
 
 def _get(data: Mapping[str, Any], option: str, default: Any) -> Any:
@@ -336,9 +389,13 @@ def load_settings(path: pathlib.Path) -> AgentSettings:
     return parse_settings(data or {}, base_dir=path.parent.resolve())
 
 
-def dump_settings(settings: AgentSettings, password_file: pathlib.Path | None = None) -> str:
-    """YAML text of the settings; with `password_file`, the password is referenced, not written."""
-    return yaml.safe_dump(settings.to_dict(password_file), sort_keys=False)
+def dump_settings(
+    settings: AgentSettings,
+    password_file: pathlib.Path | None = None,
+    op_key_file: pathlib.Path | None = None,
+) -> str:
+    """YAML text of the settings; secrets given a file are referenced, not written."""
+    return yaml.safe_dump(settings.to_dict(password_file, op_key_file), sort_keys=False)
 
 
 def write_file_atomically(path: pathlib.Path, content: str, mode: int = 0o644) -> bool:

@@ -405,8 +405,11 @@ class ModelState:
         now: float,
         rng: random.Random | None = None,
         delta_lag: tuple[float, float] = DEFAULT_DELTA_LAG,
+        is_controller: bool = False,
     ) -> None:
         self.uuid = uuid
+        # Whether this is the controller model (the multiwatcher's model info says so).
+        self.is_controller = is_controller
         self.name = name
         self.owner = owner
         self.created = now
@@ -468,7 +471,7 @@ class ModelState:
             "life": "alive",
             "owner": self.owner,
             "controller-uuid": CONTROLLER_UUID,
-            "is-controller": False,
+            "is-controller": self.is_controller,
             "config": self.config(),
             "status": self.model_status.delta_json(),
             "constraints": {},

@@ -881,7 +881,7 @@ async def _model_info(ctl: server_mod.FakeJujuController, session: server_mod.Se
             "type": "iaas",
             "uuid": model.uuid,
             "controller-uuid": model_mod.CONTROLLER_UUID,
-            "is-controller": False,
+            "is-controller": model.is_controller,
             "provider-type": "lxd",
             "default-base": "ubuntu@22.04",
             "cloud-tag": "cloud-localhost",

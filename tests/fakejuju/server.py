@@ -98,6 +98,8 @@ class FakeJujuController:
         seed: int | None = None,
         unset_status: Collection[str] = (),
         spare_machines: int = 0,
+        controller_model: bool = False,
+        cert_names: tuple[str, ...] = tls_mod.CONTROLLER_NAMES,
     ) -> None:
         self.host = host
         self.port = 0
@@ -120,6 +122,7 @@ class FakeJujuController:
             self.clock.now(),
             rng=self.rng,
             delta_lag=(low, high),
+            is_controller=controller_model,
         )
         self.unit_faults = lifecycle_mod.UnitFaults()
         self.lifecycle = lifecycle_mod.Lifecycle(
@@ -141,7 +144,7 @@ class FakeJujuController:
         self.contract_violations: list[str] = []
         self.call_errors: list[CallErrorFault] = []
         self.latency: dict[str, float] = {}
-        self._tls = tls_mod.generate(host)
+        self._tls = tls_mod.generate(host, cert_names)
         self._ssl = self._tls.server_context()
         self._server: ws_server.Server | None = None
         self._sessions: dict[int, Session] = {}

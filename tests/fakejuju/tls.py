@@ -48,8 +48,17 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def generate(hostname: str = "127.0.0.1") -> TlsMaterial:
-    """Generate a fresh CA and a server certificate for hostname, like a bootstrap does."""
+CONTROLLER_NAMES = ("localhost", "juju-apiserver")
+
+
+def generate(
+    hostname: str = "127.0.0.1", names: tuple[str, ...] = CONTROLLER_NAMES
+) -> TlsMaterial:
+    """Generate a fresh CA and a server certificate for hostname, like a bootstrap does.
+
+    Juju's controller certificates carry the DNS name `juju-apiserver`; `names` replaces the
+    DNS names (a test can make a certificate for another host, signed by the same CA).
+    """
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name('juju-generated CA for model "juju-ca"')
@@ -94,8 +103,7 @@ def generate(hostname: str = "127.0.0.1") -> TlsMaterial:
         .add_extension(
             x509.SubjectAlternativeName(
                 [
-                    x509.DNSName("localhost"),
-                    x509.DNSName("juju-apiserver"),
+                    *(x509.DNSName(name) for name in names),
                     x509.IPAddress(ipaddress.ip_address(hostname)),
                 ]
             ),

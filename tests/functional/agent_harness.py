@@ -220,6 +220,16 @@ def new_units(fake: fake_server.FakeJujuController, application: str, before: in
     )[before:]
 
 
+def annotated_with(fake: fake_server.FakeJujuController, unit: str, op_id: str) -> bool:
+    """Whether the operation `op_id` marked `unit` (the marks come off when it finishes)."""
+    tag = "unit-" + unit.replace("/", "-")
+    return any(
+        item.get("entity") == tag and item.get("annotations", {}).get("whirlwind/op") == op_id
+        for call in fake.calls_to("Annotations", "Set")
+        for item in call.params.get("annotations", [])
+    )
+
+
 def lifecycle_idle(fake: fake_server.FakeJujuController) -> bool:
     """Whether no lifecycle step is pending (Juju has nothing more to do by itself)."""
     clock = fake.clock

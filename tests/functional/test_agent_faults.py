@@ -121,7 +121,7 @@ async def test_call_that_took_effect_but_lost_its_answer_neither_doubles_nor_lea
     if call == "AddUnits":
         # The unit the lost call created was found and adopted, not added a second time.
         assert len(fake.calls_to("Application", "AddUnits")) == 1
-        assert fake.state()["units"][NEW]["annotations"]["whirlwind/op"] == result["id"]
+        assert harness.annotated_with(fake, NEW, result["id"])
     else:
         # Asked once more after the reconnect: harmless, the unit is already dying.
         assert len(fake.calls_to("Application", "DestroyUnit")) == 2

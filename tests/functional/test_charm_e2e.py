@@ -377,7 +377,8 @@ async def test_the_charms_actions_drive_the_live_agent(
     assert f"{TARGET}/0: ok" in unit.ctx.action_logs
     assert harness.units_of(fake, TARGET) == {f"{TARGET}/1", f"{TARGET}/2", f"{TARGET}/3"}
     annotations = fake.state()["units"][f"{TARGET}/3"]["annotations"]
-    assert annotations[policy.OP_ANNOTATION] == replaced["operation-id"]
+    assert harness.annotated_with(fake, f"{TARGET}/3", replaced["operation-id"])
+    assert set(annotations) == {policy.BORN_ANNOTATION}  # the marks came off at the end
     assert state.unit_status.message.endswith(f"; last {TARGET}/0 -> {TARGET}/3 ok")
     checker.assert_final(await unit.history())
 

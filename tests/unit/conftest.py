@@ -11,10 +11,11 @@ from ops import testing
 
 import charm
 import workload
+from tests import certs
 from whirlwind import control, settings
 
-CA_CERT = "-----BEGIN CERTIFICATE-----\nMIIBfakecertificatedata\n-----END CERTIFICATE-----\n"
-OTHER_CA_CERT = "-----BEGIN CERTIFICATE-----\nMIIBothercertificate\n-----END CERTIFICATE-----\n"
+CA_CERT = certs.CA_CERT
+OTHER_CA_CERT = certs.OTHER_CA_CERT
 PASSWORD = "s3cret-Pa55word-never-shown"
 MODEL_UUID = "4f0c8a52-1c9e-4f6b-8a2e-0d5c7e9b1a23"
 

@@ -19,6 +19,7 @@ import selectors
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
 
+from tests import certs
 from whirlwind import backend
 from whirlwind import engine as engine_mod
 from whirlwind import journal as journal_mod
@@ -159,8 +160,10 @@ class InMemoryBackend:
         # Set-up (the model as it was before the test) reaches the view at once.
         self._setting_up = False
         self._model = model_view.ModelView()
-        self._model.is_controller_model = is_controller_model
-        self._model.model_name = "test"
+        # The watcher's model info (the first thing a snapshot carries).
+        self._model.apply_deltas(
+            [["model", "change", {"name": "test", "is-controller": is_controller_model}]]
+        )
         self._apps: dict[str, dict[str, Any]] = {}
         self._units: dict[str, dict[str, Any]] = {}
         self._machines: dict[str, dict[str, Any]] = {}
@@ -278,10 +281,18 @@ class InMemoryBackend:
     async def set_unit_annotations(self, unit: str, annotations: Mapping[str, str]) -> None:
         """Set annotations on the unit (an annotation delta follows)."""
         self._enter("set_unit_annotations", (unit, dict(annotations)), {})
-        if unit not in self._units:
-            raise backend.NotFoundError(f'unit "{unit}" not found')
         tag = model_view.unit_tag(unit)
-        self._annotations.setdefault(tag, {}).update(annotations)
+        if unit not in self._units:
+            # Juju: not "not found" but a permission error (annotations client.go findEntity).
+            raise backend.BackendError(
+                f'while setting annotations to "{tag}": permission denied (unauthorized access)'
+            )
+        current = self._annotations.setdefault(tag, {})
+        for key, value in annotations.items():
+            if value:
+                current[key] = value
+            else:
+                current.pop(key, None)  # an empty value deletes the key, as in Juju
         self._emit_annotation(tag)
         self._leave("set_unit_annotations", (unit,))
 
@@ -590,7 +601,7 @@ class InMemoryBackend:
             self._emit_remove("machine", info)
 
 
-CA_CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+CA_CERT = certs.CA_CERT
 
 
 def make_settings(state_dir: pathlib.Path, **overrides: Any) -> settings_mod.AgentSettings:
@@ -607,6 +618,8 @@ def make_settings(state_dir: pathlib.Path, **overrides: Any) -> settings_mod.Age
         "remove_timeout": 120,
         "state_dir": state_dir,
         "control_socket": state_dir / "control.sock",
+        # Shared by every agent of a test, as the charm shares it between its units.
+        "op_key": "test-op-key",
     }
     values.update(overrides)
     return settings_mod.AgentSettings(**values)

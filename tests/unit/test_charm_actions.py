@@ -162,13 +162,16 @@ class TestPause:
     ):
         first = ctx.run(ctx.on.action("pause"), leader_state())
         peer = first.get_relations("whirlwind-peers")[0]
-        # Another unit becomes leader with the same app databag.
-        new_leader = leader_state(relations=[peer])
+        op_key = [s for s in first.secrets if s.label == charm.OP_KEY_LABEL]
+        key = op_key[0].tracked_content[charm.OP_KEY_CONTENT_KEY]
+        # Another unit becomes leader with the same app databag and the app's own secrets.
+        new_leader = leader_state(relations=[peer], secrets=op_key)
 
         ctx.run(ctx.on.leader_elected(), new_leader)
 
         assert fake_workload.settings is not None
         assert fake_workload.settings.paused is True
+        assert fake_workload.settings.op_key == key  # the same key: it can adopt
 
 
 def replace_now(

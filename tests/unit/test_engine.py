@@ -433,3 +433,31 @@ def test_run_once_replaces_the_next_due_service_and_returns(tmp_path: pathlib.Pa
 
     assert ok is True
     assert [(op.service, op.result) for op in history] == [("app", "ok")]
+
+
+def test_a_journal_gone_corrupt_ends_the_agent(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not retried every cycle against a damaged file: the agent stops (systemd restarts it)
+    # and the journal's open moves the damaged file aside.
+    backend = _backend(("app", 2))
+
+    async def scenario() -> BaseException | None:
+        agent = await imb.start_agent(backend, tmp_path)
+        await asyncio.sleep(1)
+
+        def corrupt(*args: Any) -> Any:
+            raise journal_mod.JournalCorruptError("database disk image is malformed")
+
+        monkeypatch.setattr(agent.journal, "get_state", corrupt)
+        await asyncio.wait([agent.task], timeout=700)
+        if not agent.task.done():
+            monkeypatch.undo()
+            await agent.stop()
+            return None
+        agent.journal.close()
+        return agent.task.exception()
+
+    error = imb.run_virtual(scenario())
+
+    assert isinstance(error, journal_mod.JournalCorruptError)

@@ -25,6 +25,7 @@ from tests.unit import inmemory_backend as imb
 from whirlwind import backend as backend_mod
 from whirlwind import control
 from whirlwind import journal as journal_mod
+from whirlwind import settings as settings_mod
 
 # Modest by default to keep the unit suite fast; raise it to hunt for bugs.
 EXAMPLES = int(os.environ.get("WHIRLWIND_PROPERTY_EXAMPLES", "40"))
@@ -89,7 +90,7 @@ class _World:
         if len(unfinished) > self.max_in_flight:
             self.violations.append(f"{len(unfinished)} operations in flight")
 
-    async def start(self) -> None:
+    async def start(self, **overrides: Any) -> None:
         journal_box: list[journal_mod.Journal] = []
 
         def on_commit(_: str) -> None:
@@ -106,10 +107,11 @@ class _World:
             own_application="whirlwind",
             max_in_flight=self.max_in_flight,
             max_consecutive_failures=2,
+            **overrides,
         )
         journal_box.append(self.agent.journal)
 
-    async def crash_and_restart(self) -> None:
+    async def crash_and_restart(self, **overrides: Any) -> None:
         assert self.agent is not None
         if not self.agent.task.done():
             self.agent.task.cancel()
@@ -117,7 +119,7 @@ class _World:
         self.agent.journal.close()
         self.crash.countdown = None
         self.crash.fired = False
-        await self.start()
+        await self.start(**overrides)
 
     async def control_call(self, call: Awaitable[Any]) -> None:
         try:
@@ -165,10 +167,11 @@ class _World:
         self.backend.fail_calls.clear()
         self.backend.fail_after_apply.clear()
         self.backend.reconnect()
-        await self.crash_and_restart()
+        # No interval due, and not paused: recovery only (pause holds recovery too).
+        await self.crash_and_restart(interval=settings_mod.MAX_INTERVAL)
         agent = self.agent
         assert agent is not None
-        await agent.engine.pause()
+        await agent.engine.resume()
         await imb.wait_until(lambda: not agent.journal.get_unfinished(), timeout=20000)
         await asyncio.sleep(900)
         history = agent.history()

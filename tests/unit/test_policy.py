@@ -34,6 +34,7 @@ def _unit(name: str, **fields: Any) -> model_view.UnitState:
 
 def _view(*units: model_view.UnitState, apps: dict[str, dict[str, Any]] | None = None) -> Any:
     view = model_view.ModelView()
+    view.model_seen = True
     names = {u.application for u in units} | set(apps or {})
     for app in sorted(names):
         view.applications[app] = model_view.ApplicationState(name=app, **(apps or {}).get(app, {}))
@@ -288,6 +289,8 @@ def _ready_reason(view: Any, app: str, **kwargs: Any) -> str | None:
         ("dying-app", "application is dying"),
         ("own", "Whirlwind never replaces its own units"),
         ("controller-model", "the controller model is never touched"),
+        # Until the watcher's model info came, it may be the controller model: refuse.
+        ("model-unseen", "the model's own information has not arrived yet"),
         ("breaker", "3 consecutive failures; last: boom"),
         ("in-flight", "a replacement is in flight"),
         ("no-healthy", "no healthy unit"),
@@ -319,6 +322,7 @@ def test_eligibility(case: str, expected: str | None) -> None:
         kwargs["busy"] = {"app/0", "app/1"}
     view = _view(*units, apps=apps)
     view.is_controller_model = case == "controller-model"
+    view.model_seen = case != "model-unseen"
 
     assert _ready_reason(view, app, **kwargs) == expected
 

@@ -12,7 +12,7 @@ import pytest
 from tests.unit import inmemory_backend as imb
 from whirlwind import backend as backend_mod
 from whirlwind import journal as journal_mod
-from whirlwind import policy, replacer
+from whirlwind import policy, provenance, replacer
 
 
 async def _replace(
@@ -38,7 +38,9 @@ async def _replace(
         token="t",
         now=imb.virtual_now(),
     )
-    result = await replacer.Replacer(backend, journal, lambda: settings, imb.virtual_now).run(op)
+    result = await replacer.Replacer(
+        backend, journal, lambda: settings, imb.virtual_now, lambda: b"test-op-key"
+    ).run(op)
     # What the journal says is what run() returned.
     assert journal.get_operation(op.id) == result
     journal.close()
@@ -61,10 +63,22 @@ def test_happy_path_adds_settles_removes_and_cleans_up(tmp_path: pathlib.Path) -
     assert backend.model.count_healthy("app") == 3
     assert "0" not in backend.get_machine_ids()  # Juju removed the dedicated machine itself
     assert backend.get_calls("destroy_machine") == []
+    # Born stays; the operation's signed marks come off once it has finished.
     assert backend.get_annotations("app/3") == {
         policy.BORN_ANNOTATION: journal_mod.to_iso(op.born),
-        policy.OP_ANNOTATION: op.id,
     }
+    signed = next(
+        c.args[1] for c in backend.get_calls("set_unit_annotations") if c.args[0] == "app/3"
+    )
+    assert signed[policy.OP_ANNOTATION] == op.id
+    assert signed["whirlwind/sig"] == provenance.sign(
+        b"test-op-key",
+        op_id=op.id,
+        service="app",
+        old_unit="app/0",
+        new_unit="app/3",
+        born=journal_mod.to_iso(op.born) or "",
+    )
     assert [(d.unit, d.healthy_left, d.force) for d in backend.destroyed] == [("app/0", 3, False)]
     # Settled for the whole settle period after becoming healthy (5s provision + 20s install).
     assert op.finished is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import stat
+from collections.abc import Iterator
 
 import pytest
 from charmlibs import systemd
@@ -89,6 +90,9 @@ def machine(tmp_path: pathlib.Path, charm_dir: pathlib.Path) -> workload.Workloa
     )
 
 
+OP_KEY = "the-operation-signing-key-0f1e"
+
+
 def agent_settings(**overrides: object) -> settings.AgentSettings:
     kwargs: dict[str, object] = {
         "controller": settings.ControllerSettings(
@@ -98,6 +102,7 @@ def agent_settings(**overrides: object) -> settings.AgentSettings:
         "services": ("wsgi-example",),
         "own_application": "whirlwind",
         "paused": False,
+        "op_key": OP_KEY,
     }
     kwargs.update(overrides)
     return settings.AgentSettings(**kwargs)  # type: ignore[arg-type]
@@ -135,11 +140,52 @@ def test_unit_file_runs_the_agent_with_the_charms_interpreter_and_paths(
         "ProtectKernelModules=yes",
         "ProtectKernelLogs=yes",
         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "PrivateMounts=yes",
+        "ProtectProc=invisible",
+        "ProcSubset=pid",
+        "RemoveIPC=yes",
+        "MemoryDenyWriteExecute=yes",
+        "SystemCallFilter=@system-service",
+        "SystemCallFilter=~@privileged @resources",
+        "SystemCallErrorNumber=EPERM",
+        "MemoryMax=1G",
+        "TasksMax=64",
+        "LimitNOFILE=1024",
+        "CapabilityBoundingSet=",
         "WantedBy=multi-user.target",
     ):
         assert f"\n{line}\n" in text, line
     # Start limits belong to [Unit], everything the process runs with to [Service].
     assert text.index("StartLimitBurst") < text.index("[Service]") < text.index("ExecStart")
+
+
+def test_unit_file_hides_juju_but_the_charm_folder(
+    machine: workload.Workload, charm_dir: pathlib.Path
+):
+    text = machine.unit_file_content()
+
+    # Every agent's agent.conf (API passwords), the machine agent, the tools: an empty
+    # read-only tmpfs; only this unit's charm folder (interpreter and code) is bound back.
+    assert "\nTemporaryFileSystem=/var/lib/juju:ro\n" in text
+    assert f"\nBindReadOnlyPaths={charm_dir.resolve()}\n" in text
+    assert "\nInaccessiblePaths=-/var/log/juju\n" in text
+    assert text.count("BindReadOnlyPaths=") == 1
+    assert "BindPaths=" not in text
+
+
+def test_the_charms_interpreter_and_import_path_are_inside_the_bound_folder(
+    tmp_path: pathlib.Path,
+):
+    charm = pathlib.Path("/var/lib/juju/agents/unit-whirlwind-0/charm")
+    entries = (str(charm / "src"), str(charm / "lib"), str(charm / "venv/lib/python3.12/x"))
+
+    text = workload.render_unit_file(
+        str(charm / "venv/bin/python"), entries, tmp_paths(tmp_path), charm_dir=charm
+    )
+
+    assert f"\nBindReadOnlyPaths={charm}\n" in text
+    assert f"\nExecStart={charm}/venv/bin/python -m whirlwind run" in text
+    assert f"\nEnvironment=PYTHONPATH={':'.join(entries)}\n" in text
 
 
 def test_pythonpath_keeps_only_entries_inside_the_charm(charm_dir: pathlib.Path):
@@ -170,14 +216,53 @@ def test_configure_writes_files_with_modes_and_no_password_in_settings(
     assert mode(paths.unit_file) == 0o644
     assert paths.credentials_file.stat().st_uid == os.geteuid()
     assert paths.credentials_file.read_text() == PASSWORD + "\n"
-    assert PASSWORD not in paths.settings_file.read_text()
-    assert PASSWORD not in paths.unit_file.read_text()
+    assert mode(paths.op_key_file) == 0o600
+    assert paths.op_key_file.read_text() == OP_KEY + "\n"
+    for secret in (PASSWORD, OP_KEY):
+        assert secret not in paths.settings_file.read_text()
+        assert secret not in paths.unit_file.read_text()
     loaded = settings.load_settings(paths.settings_file)
     assert loaded.controller.password == PASSWORD
+    assert loaded.op_key == OP_KEY
     assert loaded.paused is False
     assert loaded.own_application == "whirlwind"
     assert paths.lib_dir.is_dir()
     assert fake_systemd.names() == ["daemon-reload"]
+
+
+@pytest.fixture(params=[0o077, 0o000], ids=["umask-077", "umask-000"])
+def hook_umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Run the test under the umask a hook might have, restrictive or permissive."""
+    old = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(old)
+
+
+def test_file_modes_do_not_depend_on_the_hooks_umask(
+    machine: workload.Workload, fake_systemd: FakeSystemd, hook_umask: int
+):
+    machine.configure(agent_settings())
+
+    paths = machine.paths
+    assert mode(paths.etc_dir) == 0o755
+    assert mode(paths.settings_file) == 0o644
+    assert mode(paths.credentials_file) == 0o600
+    assert mode(paths.unit_file) == 0o644
+
+
+@pytest.mark.parametrize("found", [0o700, 0o777, 0o750], ids=["0700", "0777", "0750"])
+def test_configure_repairs_the_mode_of_an_existing_settings_folder(
+    machine: workload.Workload, fake_systemd: FakeSystemd, hook_umask: int, found: int
+):
+    machine.paths.etc_dir.mkdir(parents=True)
+    os.chmod(machine.paths.etc_dir, found)
+
+    machine.configure(agent_settings())
+
+    assert mode(machine.paths.etc_dir) == 0o755
+    assert mode(machine.paths.credentials_file) == 0o600
 
 
 def test_configure_again_changes_nothing(machine: workload.Workload, fake_systemd: FakeSystemd):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 import ops
 
@@ -40,7 +40,7 @@ LIBAPI = 0
 
 # Increment this PATCH version before using `charmcraft publish-lib` or reset
 # to 0 if you are raising the major API version
-LIBPATCH = 1
+LIBPATCH = 2
 
 INTERFACE = "juju_controller_credentials"
 ENDPOINTS_KEY = "endpoints"
@@ -106,6 +106,18 @@ def parse_ca_cert(value: str) -> str:
     return text + "\n"
 
 
+def secret_unique_id(uri: str) -> str:
+    """The unique part of a secret URI, whatever its form.
+
+    `secret:csgdeh3ufa16r4f5eqd0`, `secret://<model-uuid>/csgdeh3ufa16r4f5eqd0` and the bare
+    `csgdeh3ufa16r4f5eqd0` all name the same secret.
+    """
+    text = uri.strip().split("?", 1)[0].rstrip("/")
+    if text.startswith("secret:"):
+        text = text[len("secret:") :]
+    return text.rsplit("/", 1)[-1]
+
+
 def credentials_from_fields(fields: Mapping[str, str], password: str) -> ControllerCredentials:
     """Validate the non-secret fields plus a password; raise CredentialsFormatError."""
     username = fields.get(USERNAME_KEY, "").strip()
@@ -116,7 +128,8 @@ def credentials_from_fields(fields: Mapping[str, str], password: str) -> Control
     ca_text = fields.get(CA_CERT_KEY, "")
     return ControllerCredentials(
         username=username,
-        password=password.strip(),
+        # Exactly as given: a password may begin or end with a space.
+        password=password,
         endpoints=parse_endpoints(fields.get(ENDPOINTS_KEY, "")),
         ca_cert=parse_ca_cert(ca_text) if ca_text.strip() else None,
     )
@@ -146,8 +159,16 @@ class ControllerCredentialsRequirer(ops.Object):
         """The (single) credentials relation, if there is one."""
         return self._charm.model.get_relation(self._relation_name)
 
-    def get_credentials(self) -> CredentialsResult | None:
-        """None without a relation; otherwise the credentials, or why there are none yet."""
+    def get_credentials(
+        self, refused_secret_ids: Collection[str] = ()
+    ) -> CredentialsResult | None:
+        """None without a relation; otherwise the credentials, or why there are none yet.
+
+        The relation's `secret-id` is read with this charm's own grants, so a provider could
+        name a secret that is not its own (the operator's, or this charm's) and have its
+        content sent to the provider's endpoints: `refused_secret_ids` (any URI form) and the
+        charm's own secrets are refused.
+        """
         relation = self.relation
         if relation is None:
             return None
@@ -157,12 +178,23 @@ class ControllerCredentialsRequirer(ops.Object):
         provider = relation.app.name
         if not data.get(USERNAME_KEY) or not data.get(SECRET_ID_KEY):
             return CredentialsWaiting(f"waiting for credentials from {provider}")
+        secret_id = data[SECRET_ID_KEY]
+        refused = {secret_unique_id(s) for s in refused_secret_ids if s}
+        if secret_unique_id(secret_id) in refused:
+            return CredentialsInvalid(
+                f"{provider}: {SECRET_ID_KEY} names a secret that is not its own "
+                "(the secret of the credentials option)"
+            )
         try:
-            secret = self._charm.model.get_secret(id=data[SECRET_ID_KEY])
+            secret = self._charm.model.get_secret(id=secret_id)
             content = secret.get_content(refresh=True)
         except ops.ModelError:
             # Not found or not (yet) granted to us: the provider grants it in its own time.
             return CredentialsWaiting(f"waiting for {provider} to grant the credentials secret")
+        if _is_owned(secret):
+            return CredentialsInvalid(
+                f"{provider}: {SECRET_ID_KEY} names a secret of this charm, not the provider's"
+            )
         password = content.get(PASSWORD_KEY, "")
         if not password.strip():
             return CredentialsInvalid(f"secret from {provider} has no {PASSWORD_KEY!r}")
@@ -170,6 +202,15 @@ class ControllerCredentialsRequirer(ops.Object):
             return credentials_from_fields(data, password)
         except CredentialsFormatError as exc:
             return CredentialsInvalid(f"{provider}: {exc}")
+
+
+def _is_owned(secret: ops.Secret) -> bool:
+    """Whether this charm owns `secret` (only an owner may read its metadata)."""
+    try:
+        secret.get_info()
+    except ops.ModelError:  # SecretNotFoundError too: not ours
+        return False
+    return True
 
 
 class ControllerCredentialsProvider(ops.Object):
