@@ -12,8 +12,6 @@ import collections.abc
 import contextlib
 import json
 import pathlib
-import shutil
-import tempfile
 import threading
 from typing import Any
 
@@ -42,16 +40,6 @@ class Handler:
 
     async def replace_now(self, request: control.ReplaceNowRequest) -> dict[str, Any]:
         return {"service": request.service, "result": "ok"}
-
-
-@pytest.fixture
-def socket_path() -> collections.abc.Iterator[pathlib.Path]:
-    # Unix socket paths must stay under 108 bytes: pytest's tmp_path can be too long.
-    folder = tempfile.mkdtemp(prefix="ww-")
-    try:
-        yield pathlib.Path(folder) / "control.sock"
-    finally:
-        shutil.rmtree(folder)
 
 
 @contextlib.contextmanager

@@ -14,11 +14,9 @@ import json
 import logging
 import os
 import pathlib
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -58,16 +56,6 @@ class Handler:
                 self.waiting -= 1
             return {"service": request.service, "result": "ok"}
         return {"service": request.service, "result": "started"}
-
-
-@pytest.fixture
-def socket_path() -> collections.abc.Iterator[pathlib.Path]:
-    # Unix socket paths must stay under 108 bytes: pytest's tmp_path can be too long.
-    folder = tempfile.mkdtemp(prefix="ww-")
-    try:
-        yield pathlib.Path(folder) / "control.sock"
-    finally:
-        shutil.rmtree(folder)
 
 
 @contextlib.asynccontextmanager

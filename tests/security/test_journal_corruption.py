@@ -182,20 +182,24 @@ def test_valid_header_but_corrupted_pages(
     assert "quick_check" in _errors(caplog)[0].getMessage()
 
 
-def test_corrupt_wal_next_to_a_good_database(
-    state: pathlib.Path, tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    path = state / journal_mod.JOURNAL_FILE
+def _killed_with_transactions_in_the_wal(path: pathlib.Path, crash: pathlib.Path) -> None:
+    """A healthy journal, then 5 more operations left only in its WAL (as after kill -9)."""
     _healthy(path)
-    # The agent is killed while the newest transactions are only in the WAL...
-    crash = tmp_path / "crash"
     crash.mkdir()
     with _open(path) as journal:
         _add(journal, 5, first=40)
         shutil.copy(path, crash / path.name)
         shutil.copy(f"{path}-wal", crash / f"{path.name}-wal")
     for name in (path.name, f"{path.name}-wal"):
-        shutil.copy(crash / name, state / name)
+        shutil.copy(crash / name, path.parent / name)
+
+
+def test_corrupt_wal_next_to_a_good_database(
+    state: pathlib.Path, tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = state / journal_mod.JOURNAL_FILE
+    # The agent is killed while the newest transactions are only in the WAL...
+    _killed_with_transactions_in_the_wal(path, tmp_path / "crash")
     wal = pathlib.Path(f"{path}-wal")
     # ...and the WAL's header is damaged: sqlite would drop those transactions without a word.
     damaged_wal = bytearray(wal.read_bytes())
@@ -320,16 +324,8 @@ def test_a_healthy_journal_with_data_is_not_moved_aside(
     state: pathlib.Path, tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = state / journal_mod.JOURNAL_FILE
-    _healthy(path)
     # Killed with transactions only in the WAL: a sound WAL is replayed, not thrown away.
-    crash = tmp_path / "crash"
-    crash.mkdir()
-    with _open(path) as journal:
-        _add(journal, 5, first=40)
-        shutil.copy(path, crash / path.name)
-        shutil.copy(f"{path}-wal", crash / f"{path.name}-wal")
-    for name in (path.name, f"{path.name}-wal"):
-        shutil.copy(crash / name, state / name)
+    _killed_with_transactions_in_the_wal(path, tmp_path / "crash")
 
     with _open(path) as journal:
         history = journal.get_history(100)
