@@ -599,7 +599,8 @@ class LibjujuBackend:
                 conn,
                 "Client",
                 "FullStatus",
-                {"patterns": None, "include-storage": None},
+                # With storage: voluntary work skips units with attached storage.
+                {"patterns": None, "include-storage": True},
                 timeout=self._timings.status_timeout,
             )
         except backend.NotConnectedError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, KeysView, Mapping
 from typing import Any
 
 ALIVE = "alive"
@@ -83,6 +83,8 @@ class MachineState:
     instance_message: str = ""
     instance_id: str = ""
     jobs: tuple[str, ...] = ()
+    # When the instance status last changed (for a running machine: about when it started).
+    instance_since: datetime.datetime | None = None
 
     @property
     def is_controller(self) -> bool:
@@ -127,6 +129,17 @@ def _since(info: Mapping[str, Any], key: str) -> str:
     return str(value.get("since") or "")
 
 
+def _storage_units(status: Mapping[str, Any]) -> set[str]:
+    """Units with storage attached, from FullStatus's `storage` (include-storage)."""
+    units: set[str] = set()
+    for storage in status.get("storage") or []:
+        for tag in (storage.get("attachments") or {}) if isinstance(storage, Mapping) else ():
+            name = unit_name_from_tag(str(tag))
+            if name is not None:
+                units.add(name)
+    return units
+
+
 def unit_from_delta(info: Mapping[str, Any]) -> UnitState:
     """Build a UnitState from an AllWatcher unit delta."""
     workload, workload_message = _status(info, "workload-status")
@@ -159,6 +172,7 @@ def machine_from_delta(info: Mapping[str, Any]) -> MachineState:
         instance_message=instance_message,
         instance_id=str(info.get("instance-id") or ""),
         jobs=tuple(info.get("jobs") or ()),
+        instance_since=parse_since((info.get("instance-status") or {}).get("since")),
     )
 
 
@@ -186,6 +200,9 @@ class ModelView:
         # Every unit the last FullStatus listed, with its (workload, agent) status there: the
         # database at that moment, while watcher deltas come late.
         self.status_of: dict[str, tuple[str, str]] = {}
+        # Also only in FullStatus: each application's leader, and units with storage attached.
+        self.leaders: frozenset[str] = frozenset()
+        self.storage_units: frozenset[str] = frozenset()
         # FullStatus requests numbered in the order they are sent, and the number of the one
         # whose result was applied last: a poll sent after a call's answer sees its effect.
         self.status_requests = 0
@@ -272,6 +289,13 @@ class ModelView:
                         _status(sub, "agent-status")[0],
                     )
         lost = {name for name, (_, agent) in listed.items() if agent == "lost"}
+        self.leaders = frozenset(
+            name
+            for app in (status.get("applications") or {}).values()
+            for name, unit in (app.get("units") or {}).items()
+            if unit.get("leader")
+        )
+        self.storage_units = frozenset(_storage_units(status))
         down = {
             machine_id
             for machine_id, machine in (status.get("machines") or {}).items()
@@ -347,9 +371,9 @@ class ModelView:
         )
 
     @property
-    def status_units(self) -> frozenset[str]:
+    def status_units(self) -> KeysView[str]:
         """Every unit the last FullStatus listed."""
-        return frozenset(self.status_of)
+        return self.status_of.keys()
 
     def is_healthy_in_status(self, name: str) -> bool:
         """Healthy in the last FullStatus too: the database, not the (late) deltas."""

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import yaml
 
+from whirlwind import policies as policies_mod
+
 # Juju application names: lower-case letters, digits and hyphens; no segment is digits only.
 _APP_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]*[a-z][a-z0-9]*)*$")
 _ENDPOINT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
@@ -85,6 +87,12 @@ class AgentSettings:
     paused: bool | None = None
     # The key that signs Whirlwind's operations (HMAC); empty: the agent keeps its own.
     op_key: str = dataclasses.field(default="", repr=False)
+    # Lifecycle policies (policies.py): self-healing, age limit, per-application overrides.
+    heal: bool = True
+    heal_after: int = 600
+    heal_max_unhealthy: float = 0.5
+    max_age: int = 0
+    policies: tuple[tuple[str, policies_mod.Overrides], ...] = ()
 
     def __post_init__(self) -> None:
         check_timings(
@@ -93,6 +101,28 @@ class AgentSettings:
             settle_timeout=self.settle_timeout,
             remove_timeout=self.remove_timeout,
         )
+        _require_at_most("heal-after", self.heal_after, policies_mod.MAX_AGE)
+        _require_at_most("max-age", self.max_age, policies_mod.MAX_AGE)
+        if self.heal_after < 0 or self.max_age < 0:
+            raise SettingsError("heal-after and max-age must be 0 or more")
+        if not 0 < self.heal_max_unhealthy <= 1:
+            raise SettingsError(
+                "heal-max-unhealthy must be a fraction above 0 and at most 1, "
+                f"got {self.heal_max_unhealthy}"
+            )
+        for application, _overrides in self.policies:
+            if application not in self.services:
+                raise SettingsError(f"policies: {application}: not in services")
+            policy = self.policy_for(application)
+            try:
+                check_timings(
+                    interval=policy.interval,
+                    settle_period=policy.settle_period,
+                    settle_timeout=policy.settle_timeout,
+                    remove_timeout=policy.remove_timeout,
+                )
+            except SettingsError as exc:
+                raise SettingsError(f"policies: {application}: {exc}") from None
         for name, most in (
             ("status_poll_interval", MAX_STATUS_POLL_INTERVAL),
             ("max_consecutive_failures", MAX_CONSECUTIVE_FAILURES),
@@ -110,6 +140,28 @@ class AgentSettings:
             )
         if not self.model_uuid:
             raise SettingsError("model-uuid is missing")
+
+    def policy_for(self, application: str) -> policies_mod.Policy:
+        """The policy in effect for `application`: model-wide values with its overrides."""
+        own = dict(self.policies).get(application, policies_mod.Overrides())
+
+        def pick(value: Any, default: Any) -> Any:
+            return default if value is None else value
+
+        return policies_mod.Policy(
+            interval=pick(own.interval, self.interval),
+            max_age=pick(own.max_age, self.max_age),
+            heal=pick(own.heal, self.heal),
+            heal_after=pick(own.heal_after, self.heal_after),
+            heal_max_unhealthy=self.heal_max_unhealthy,
+            settle_period=pick(own.settle_period, self.settle_period),
+            settle_timeout=pick(own.settle_timeout, self.settle_timeout),
+            remove_timeout=self.remove_timeout,
+            units=own.units,
+            storage=pick(own.storage, "skip"),
+            min_healthy=own.min_healthy,
+            own_interval=own.interval is not None,
+        )
 
     def to_dict(
         self, password_file: pathlib.Path | None = None, op_key_file: pathlib.Path | None = None
@@ -131,7 +183,13 @@ class AgentSettings:
             "max-consecutive-failures": self.max_consecutive_failures,
             "strategy": self.strategy,
             "max-in-flight": self.max_in_flight,
+            "heal": self.heal,
+            "heal-after": self.heal_after,
+            "heal-max-unhealthy": self.heal_max_unhealthy,
+            "max-age": self.max_age,
         }
+        if self.policies:
+            data["policies"] = {app: overrides.to_dict() for app, overrides in self.policies}
         if self.own_application is not None:
             data["own-application"] = self.own_application
         if self.paused is not None:
@@ -250,7 +308,8 @@ def parse_settings(
         "controller", "model-uuid", "services", "interval", "settle-period", "settle-timeout",
         "remove-timeout", "dry-run", "state-dir", "control-socket", "log-level",
         "status-poll-interval", "max-consecutive-failures", "strategy", "max-in-flight",
-        "own-application", "paused", "op-key", "op-key-file",
+        "own-application", "paused", "op-key", "op-key-file", "heal", "heal-after",
+        "heal-max-unhealthy", "max-age", "policies",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -261,14 +320,40 @@ def parse_settings(
         "model_uuid": _get_str(data, "model-uuid", required=True),
         "services": parse_services(_get(data, "services", ())),
     }
-    for option in (
-        "interval", "settle-period", "settle-timeout", "remove-timeout",
-        "status-poll-interval", "max-consecutive-failures", "max-in-flight",
-    ):  # fmt: skip
+    for option in ("interval", "settle-period", "settle-timeout", "remove-timeout"):
+        if option in data:
+            # Durations: plain seconds or 90s, 10m, 12h, 7d.
+            try:
+                kwargs[option.replace("-", "_")] = policies_mod.parse_duration(
+                    data[option], option
+                )
+            except policies_mod.PolicyError as exc:
+                raise SettingsError(str(exc)) from None
+    for option in ("status-poll-interval", "max-consecutive-failures", "max-in-flight"):
         if option in data:
             kwargs[option.replace("-", "_")] = _get_int(data, option)
     if "dry-run" in data:
         kwargs["dry_run"] = _get_bool(data, "dry-run")
+    if "heal" in data:
+        kwargs["heal"] = _get_bool(data, "heal")
+    try:
+        for option in ("heal-after", "max-age"):
+            if option in data:
+                kwargs[option.replace("-", "_")] = policies_mod.parse_duration(
+                    data[option], option, most=policies_mod.MAX_AGE
+                )
+        kwargs["policies"] = tuple(
+            policies_mod.parse_policies(data.get("policies"), kwargs["services"]).items()
+        )
+    except policies_mod.PolicyError as exc:
+        raise SettingsError(str(exc)) from None
+    if "heal-max-unhealthy" in data:
+        value = data["heal-max-unhealthy"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(
+                f"heal-max-unhealthy must be a fraction such as 0.5, got {value!r}"
+            )
+        kwargs["heal_max_unhealthy"] = float(value)
     if "paused" in data and data["paused"] is not None:
         kwargs["paused"] = _get_bool(data, "paused")
     for option in ("state-dir", "control-socket"):

@@ -122,6 +122,52 @@ class Machine:
         return f"machine-{self.id}"
 
 
+# state/storage.go StorageKindFilesystem, as params.StorageKind sends it.
+STORAGE_KIND_FILESYSTEM = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageInstance:
+    """A filesystem storage instance with its filesystem and attachments (state/storage.go).
+
+    The LXD provider's model-scoped `lxd` pool: one filesystem per instance, attached to the
+    unit's machine; `owner` and `attached_unit` are "" once the unit let it go (detached).
+    """
+
+    id: str
+    owner: str
+    filesystem_id: str
+    status: Status
+    life: str = "alive"
+    # The storage attachment (unit) and its life; "" when there is none.
+    attached_unit: str = ""
+    attachment_life: str = "alive"
+    # The filesystem attachment (machine) and its life; "" when there is none.
+    machine_id: str = ""
+    machine_attachment_life: str = "alive"
+    # Set once the storage provisioner attached the filesystem (FilesystemAttachmentInfo).
+    location: str = ""
+    # Set once the storage provisioner created the filesystem (FilesystemInfo).
+    provider_id: str = ""
+    pool: str = ""
+    size: int = 0
+
+    @property
+    def name(self) -> str:
+        """Return the charm's storage name (data from data/3)."""
+        return self.id.split("/", 1)[0]
+
+    @property
+    def number(self) -> int:
+        """Return N from name/N."""
+        return int(self.id.rsplit("/", 1)[1])
+
+    @property
+    def tag(self) -> str:
+        """Return the storage tag (storage-data-3)."""
+        return "storage-" + self.id.replace("/", "-")
+
+
 @dataclasses.dataclass(frozen=True)
 class HistoryEntry:
     """One status history record."""
@@ -421,6 +467,15 @@ class ModelState:
         self.history: dict[str, list[HistoryEntry]] = {}
         self.next_unit_number: dict[str, int] = {}
         self.next_machine_number = 0
+        # The leadership lease holder per application (worker/lease): a unit name, possibly
+        # of a unit already removed until its lease expires. Not in the multiwatcher.
+        self.leaders: dict[str, str] = {}
+        # Storage instances by id (data/3); the multiwatcher has no storage entities.
+        self.storage: dict[str, StorageInstance] = {}
+        # state/storage.go newStorageInstanceId ("stores") and state/filesystem.go
+        # newFilesystemId ("filesystem"): model-wide sequences.
+        self.next_storage_number = 0
+        self.next_filesystem_number = 0
         self.store = Multiwatcher()
         self.feed = ChangeFeed(self.store.apply, rng or random.Random(), delta_lag)
         # Test probes that must see every change the moment it happens (no lag).
@@ -619,6 +674,30 @@ class ModelState:
         self.next_machine_number += 1
         return str(number)
 
+    def allocate_storage_id(self, name: str) -> str:
+        """Return the next never-used storage instance id (name/N, one sequence per model)."""
+        number = self.next_storage_number
+        self.next_storage_number += 1
+        return f"{name}/{number}"
+
+    def allocate_filesystem_id(self) -> str:
+        """Return the next never-used (model-scoped) filesystem id."""
+        number = self.next_filesystem_number
+        self.next_filesystem_number += 1
+        return str(number)
+
+    def put_storage(self, storage: StorageInstance) -> None:
+        """Insert or update a storage instance (FullStatus reads it; no watcher delta)."""
+        self.storage[storage.id] = storage
+
+    def remove_storage(self, storage_id: str) -> None:
+        """Remove a storage instance and its filesystem."""
+        self.storage.pop(storage_id, None)
+
+    def storage_of(self, unit_name: str) -> list[StorageInstance]:
+        """Return the storage instances attached to a unit."""
+        return [s for s in self.storage.values() if s.attached_unit == unit_name]
+
     def put_machine(self, machine: Machine, history: bool = True) -> None:
         """Insert or update a machine, recording status history when statuses change."""
         old = self.machines.get(machine.id)
@@ -682,6 +761,20 @@ class ModelState:
 
     def _record(self, tag: str, kind: str, status: Status, life: str) -> None:
         self.history.setdefault(tag, []).append(HistoryEntry(kind, status, life))
+
+    def touch_history(self, tag: str, kind: str, now: float) -> None:
+        """The same status was set again: only the latest record of that kind gets the time.
+
+        state/status.go setStatus, probablyUpdateStatusHistory: a status equal to the current
+        one writes no status document (so no watcher delta) and no new history record.
+        """
+        entries = self.history.get(tag, [])
+        for index in range(len(entries) - 1, -1, -1):
+            if entries[index].kind == kind:
+                entry = entries[index]
+                status = dataclasses.replace(entry.status, since=now)
+                entries[index] = dataclasses.replace(entry, status=status)
+                return
 
     # -- queries ------------------------------------------------------------
 
