@@ -1,4 +1,4 @@
-"""Run the fake controller: python -m tests.fakejuju --app NAME=N [--step-delay S] [...]."""
+"""Run the fake controller: python -m tests.fakejuju --app NAME=N[:storage] [...]."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import signal
 import sys
 from typing import NoReturn
 
-_APP_RE = re.compile(r"^([a-z][a-z0-9-]*)=(\d+)$")
+_APP_RE = re.compile(r"^([a-z][a-z0-9-]*)=(\d+)(:storage)?$")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,11 +21,11 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _app(value: str) -> tuple[str, int]:
+def _app(value: str) -> tuple[str, int, bool]:
     match = _APP_RE.match(value)
     if not match:
-        raise argparse.ArgumentTypeError(f"--app expects NAME=COUNT, got {value!r}")
-    return match.group(1), int(match.group(2))
+        raise argparse.ArgumentTypeError(f"--app expects NAME=COUNT[:storage], got {value!r}")
+    return match.group(1), int(match.group(2)), bool(match.group(3))
 
 
 def _delay(value: str) -> float:
@@ -61,7 +61,14 @@ def _count(value: str) -> int:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Parse the command line (exit 2 with one stderr line on error)."""
     parser = _Parser(prog="python -m tests.fakejuju", description=__doc__)
-    parser.add_argument("--app", type=_app, action="append", default=[], metavar="NAME=N")
+    parser.add_argument(
+        "--app",
+        type=_app,
+        action="append",
+        default=[],
+        metavar="NAME=N[:storage]",
+        help="an application with N settled units (:storage: each with a filesystem, data/K)",
+    )
     parser.add_argument("--step-delay", type=_delay, default=0.5, metavar="SECONDS")
     parser.add_argument("--username", default="admin")
     parser.add_argument("--password", default=None)
@@ -89,7 +96,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="clean, empty machines that AddUnits may use (as after juju add-machine)",
     )
     args = parser.parse_args(argv)
-    names = [name for name, _ in args.app]
+    names = [name for name, _, _ in args.app]
     if len(set(names)) != len(names):
         parser.error("--app names must be unique")
     unknown = sorted(set(args.unset_status) - set(names))
@@ -104,7 +111,8 @@ async def serve(args: argparse.Namespace) -> None:
     from tests.fakejuju import server as server_mod
 
     controller = server_mod.FakeJujuController(
-        dict(args.app),
+        {name: count for name, count, _ in args.app},
+        storage=[name for name, _, storage in args.app if storage],
         step_delay=args.step_delay,
         realtime=True,
         username=args.username,

@@ -48,6 +48,17 @@ async def apply_fault(ctl: server_mod.FakeJujuController, body: Any) -> dict[str
             ctl.machine_down(_text(body, "machine"), bool(body.get("down", True)))
         elif fault == "stuck-dying":
             ctl.stuck_dying(_text(body, "unit"))
+        elif fault == "error-unit":
+            hook = body.get("hook", "update-status")
+            if not isinstance(hook, str):
+                raise BadFaultError("error-unit: 'hook' must be a string")
+            ctl.error_unit(_text(body, "unit"), hook)
+        elif fault == "resolve-unit":
+            ctl.resolve_unit(_text(body, "unit"))
+        elif fault == "remove-unit":
+            ctl.remove_unit(_text(body, "unit"))
+        elif fault == "leader":
+            ctl.set_leader(_text(body, "unit"))
         elif fault == "drop-connections":
             mode = body.get("mode", "abrupt")
             if not isinstance(mode, str):

@@ -77,6 +77,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "DestroyMachineInfo": ("machine-id",),
     "AnnotationsGetResults": ("results",),
     "AnnotationsGetResult": ("entity", "annotations"),
+    "StorageDetails": ("storage-tag", "owner-tag", "kind", "status", "persistent"),
+    "StorageAttachmentDetails": ("storage-tag", "unit-tag", "machine-tag"),
+    "FilesystemDetails": ("filesystem-tag", "info", "status"),
+    "FilesystemInfo": ("filesystem-id", "pool", "size"),
 }  # fmt: skip
 
 # Types the schema names but libjuju does not generate.

@@ -8,8 +8,10 @@ The Juju source each behaviour follows is named where it is implemented and in R
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import random
+import re
 from collections.abc import Callable, Collection
 
 from tests.fakejuju import clock as clock_mod
@@ -31,6 +33,20 @@ RETRY_JITTER = 0.03
 LATER_HOOKS = ("leader-settings-changed", "config-changed", "juju-info-relation-changed")
 INSTALLING = "installing charm software"
 RUNNING_INSTALL = "running install hook"
+# worker/uniter/operation/runhook.go Execute: the one hook that never shows `executing`.
+UPDATE_STATUS = "update-status"
+_HOOK_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+# worker/deployer/unit_agent.go: LeadershipGuarantee 30 s; worker/leadership/tracker.go claims
+# and renews (every guarantee) a lease of twice that, so a holder that stops renewing keeps it
+# 30 to 60 s more. The fake takes the upper bound.
+LEASE_DURATION = 60.0
+# The charm store of applications seeded with storage, and how the LXD provider makes it:
+# provider/lxd/storage.go (pool "lxd", model-scoped, LXD pool "juju"), state/storage.go
+# storageConstraintsWithDefaults (1 GiB), state/filesystem.go FilesystemMountPoint.
+STORAGE_NAME = "data"
+STORAGE_POOL = "lxd"
+STORAGE_SIZE = 1024
+STORAGE_DIR = "/var/lib/juju/storage"
 
 Action = Callable[[], None]
 
@@ -99,6 +115,14 @@ class Lifecycle:
         self._failed: dict[str, _FailedHook] = {}
         # The fault mode each new unit was added under (fail_new_units at AddUnits time).
         self._modes: dict[str, str] = {}
+        # Units whose agent started (their leadership tracker runs), units that ran their
+        # start hook, units that became leader but could not run leader-elected yet, units
+        # resolved while their agent was gone, and storage whose storage-attached hook ran.
+        self._agent_running: set[str] = set()
+        self._started: set[str] = set()
+        self._pending_leader_hook: set[str] = set()
+        self._resolved: set[str] = set()
+        self._storage_hooked: set[str] = set()
         self._cleanups: list[_Cleanup] = []
         self._cleanup_seq = 0
         self._cleanup_inserted = False
@@ -159,6 +183,10 @@ class Lifecycle:
     def _instance_id(self, machine_id: str) -> str:
         return f"juju-{self.state.uuid[-6:]}-{machine_id}"
 
+    def _filesystem_provider_id(self, filesystem_id: str) -> str:
+        # provider/lxd/storage.go createFilesystem, makeFilesystemId: "<lxd pool>:<volume>".
+        return f"juju:juju-{self.state.uuid[-6:]}-filesystem-{filesystem_id}"
+
     @staticmethod
     def _address(machine_id: str) -> str:
         number = int(machine_id)
@@ -177,11 +205,20 @@ class Lifecycle:
 
     # -- seeding ------------------------------------------------------------
 
-    def seed_application(self, name: str, units: int, charm: str | None = None) -> None:
-        """Create an application with settled units, back-dating their history."""
-        self.state.add_application(model_mod.Application(name, charm or name))
-        for _ in range(units):
-            self.seed_unit(name)
+    def seed_application(
+        self, name: str, units: int, charm: str | None = None, *, storage: bool = False
+    ) -> None:
+        """Create an application with settled units, back-dating their history.
+
+        With `storage` its charm has one filesystem store and every unit one attached
+        instance of it. Its first unit holds the leadership.
+        """
+        self.state.add_application(
+            model_mod.Application(name, charm or name, storage=STORAGE_NAME if storage else "")
+        )
+        seeded = [self.seed_unit(name) for _ in range(units)]
+        if seeded:
+            self.state.leaders[name] = seeded[0]
 
     def seed_unit(self, application: str) -> str:
         """Create one settled unit on a new machine with a plausible past."""
@@ -222,6 +259,27 @@ class Lifecycle:
                     public_address=address if running else "",
                 )
             )
+        self._agent_running.add(unit_name)
+        self._started.add(unit_name)
+        app = self.state.applications[application]
+        if app.storage:
+            storage_id = self.state.allocate_storage_id(app.storage)
+            filesystem_id = self.state.allocate_filesystem_id()
+            self.state.put_storage(
+                model_mod.StorageInstance(
+                    id=storage_id,
+                    owner=unit_name,
+                    filesystem_id=filesystem_id,
+                    status=model_mod.Status("attached", "", start + 60.0),
+                    attached_unit=unit_name,
+                    machine_id=machine_id,
+                    location=f"{STORAGE_DIR}/{storage_id}",
+                    provider_id=self._filesystem_provider_id(filesystem_id),
+                    pool=STORAGE_POOL,
+                    size=STORAGE_SIZE,
+                )
+            )
+            self._storage_hooked.add(storage_id)
         return unit_name
 
     def seed_machine(self) -> str:
@@ -283,6 +341,7 @@ class Lifecycle:
             address=self._address(machine_id),
         )
         for unit in self.state.units_on(machine_id):
+            self._provision_storage(unit.name)
             if unit.life == "alive" and unit.agent.current == "allocating":
                 mode = self._modes.get(unit.name, "")
                 self._later(unit.name, 1, lambda n=unit.name, m=mode: self._deploy(n, m))
@@ -311,7 +370,9 @@ class Lifecycle:
 
         deploy.go addUnits runs two transactions per unit (state AddUnit, then AssignUnit), so
         the unit first exists without a machine; `policy` is ignored (hard-coded
-        AssignCleanEmpty): a clean, empty machine is used if there is one, else a new one.
+        AssignCleanEmpty): a clean, empty machine is used if there is one, else a new one. A
+        unit of an application with storage gets its own storage instance (state/unit.go);
+        the fake creates it with the assignment, so no call sees it without its filesystem.
         """
         app = self.state.applications.get(application)
         if app is None:
@@ -346,6 +407,10 @@ class Lifecycle:
                 if self._is_up(machine):
                     self._later(name, 1, lambda n=name, m=mode: self._deploy(n, m))
             self.state.put_unit(dataclasses.replace(unit, machine_id=machine.id))
+            if app.storage:
+                self._add_storage(name, app.storage, machine.id)
+                if self._is_up(machine):
+                    self._provision_storage(name)
             names.append(name)
             log.info("fake juju: added unit %s on machine %s (fault %s)", name, machine.id, mode)
         return names
@@ -366,8 +431,40 @@ class Lifecycle:
         self._later(name, 1, lambda: self._initialising(name, mode))
 
     def _initialising(self, name: str, mode: str) -> None:
-        if self._update_unit(name, workload=self._status("waiting", "agent initialising")):
+        unit = self._update_unit(name, workload=self._status("waiting", "agent initialising"))
+        if unit is None:
+            return
+        # The unit agent runs: its leadership tracker claims a lease nobody holds.
+        self._agent_running.add(name)
+        self._elect(unit.application)
+        if self.state.storage_of(name):
+            self._later(name, 1, lambda: self._storage_attached_hooks(name, mode))
+        else:
             self._later(name, 1, lambda: self._install(name, mode))
+
+    def _storage_attached_hooks(self, name: str, mode: str) -> None:
+        """worker/uniter/storage/resolver.go NextOp: on IAAS, storage-attached before install.
+
+        The install hook waits (ErrWaiting) until every storage attachment is provisioned.
+        """
+        unit = self.state.units.get(name)
+        if unit is None or unit.life != "alive":
+            return
+        storage = self.state.storage_of(name)
+        if any(not s.location for s in storage):
+            self._later(name, 1, lambda: self._storage_attached_hooks(name, mode))
+            return
+        waiting = [s for s in storage if s.id not in self._storage_hooked]
+        if not waiting:
+            self._install(name, mode)
+            return
+        self._update_unit(
+            name,
+            agent=self._status("executing", f"running {waiting[0].name}-storage-attached hook",
+                               "3.6.1"),
+        )  # fmt: skip
+        self._storage_hooked.add(waiting[0].id)
+        self._later(name, 1, lambda: self._storage_attached_hooks(name, mode))
 
     def _install(self, name: str, mode: str) -> None:
         unit = self._update_unit(
@@ -382,8 +479,16 @@ class Lifecycle:
         if mode == "hook-error":
             self._hook_failed(name, "install", attempt=0)
             return
-        # install -> leader-settings-changed -> config-changed -> start, with no idle between.
-        self._run_hooks(name, ["leader-settings-changed", "config-changed", "start"])
+        self._run_hooks(name, self._after_install(name))
+
+    def _after_install(self, name: str) -> list[str]:
+        # install -> leader-elected (the leader) or leader-settings-changed -> config-changed
+        # -> start, with no idle between (worker/uniter/resolver.go, leadership/resolver.go).
+        application = name.rsplit("/", 1)[0]
+        if self.state.leaders.get(application) == name:
+            self._pending_leader_hook.discard(name)
+            return ["leader-elected", "config-changed", "start"]
+        return ["leader-settings-changed", "config-changed", "start"]
 
     def _run_hooks(self, name: str, hooks: list[str]) -> None:
         unit = self.state.units.get(name)
@@ -410,9 +515,13 @@ class Lifecycle:
             agent=self._status("idle", "", "3.6.1"),
         )
         if unit is not None:
+            self._started.add(name)
             # After the first idle come relation, leadership and config hooks: executing again.
             later = self.rng.randint(1, 2)
-            self._later(name, 1, lambda: self._later_hook(name, later))
+            if name in self._pending_leader_hook:
+                self._later(name, 1, lambda: self._leader_elected_hook(name))
+            else:
+                self._later(name, 1, lambda: self._later_hook(name, later))
 
     def _later_hook(self, name: str, remaining: int) -> None:
         unit = self.state.units.get(name)
@@ -437,11 +546,21 @@ class Lifecycle:
         before = self._failed.get(name)
         workload = before.workload if before is not None else unit.workload
         self._failed[name] = _FailedHook(hook, attempt, workload)
-        self._update_unit(
-            name,
-            workload=self._status("error", f'hook failed: "{hook}"'),
-            agent=self._status("idle", "", "3.6.1"),
-        )
+        message = f'hook failed: "{hook}"'
+        if (unit.workload.current, unit.workload.message, unit.agent.current) == (
+            "error",
+            message,
+            "idle",
+        ):
+            # An update-status retry left the error showing: the same status again writes
+            # nothing (state/status.go setStatus), only the latest history record's time.
+            self.state.touch_history(unit.tag, "workload", self.clock.now())
+        else:
+            self._update_unit(
+                name,
+                workload=self._status("error", message),
+                agent=self._status("idle", "", "3.6.1"),
+            )
         # automatically-retry-hooks (on by default): 5 s, 10 s, ... up to 5 min, +-3 %.
         delay = min(RETRY_MAX, RETRY_MIN * RETRY_FACTOR**attempt)
         delay *= 1.0 + self.rng.uniform(-RETRY_JITTER, RETRY_JITTER)
@@ -451,13 +570,302 @@ class Lifecycle:
         failed = self._failed.get(name)
         if failed is None or self.state.units.get(name) is None:
             return
-        # The retry runs the hook for real: executing, and the stored workload status shows.
-        self._update_unit(
-            name,
-            workload=failed.workload,
-            agent=self._status("executing", f"running {failed.hook} hook", "3.6.1"),
-        )
+        if failed.hook != UPDATE_STATUS:
+            # The retry runs the hook for real: executing, and the stored workload status
+            # shows. runhook.go Execute skips SetExecutingStatus for update-status, so its
+            # retry changes nothing visible: the error stays.
+            self._update_unit(
+                name,
+                workload=failed.workload,
+                agent=self._status("executing", f"running {failed.hook} hook", "3.6.1"),
+            )
         self._later(name, 1, lambda: self._hook_failed(name, failed.hook, failed.attempt + 1))
+
+    def error_unit(self, name: str, hook: str = UPDATE_STATUS) -> None:
+        """A hook fails on a settled unit: workload `error`, agent idle, retried with backoff.
+
+        update-status runs without `executing` (runhook.go Execute), so the error shows at
+        once; any other hook shows `executing` "running <hook> hook" for a step first.
+        """
+        unit = self.state.units.get(name)
+        if unit is None:
+            raise LifecycleError(f'unit "{name}" not found', "not found")
+        if not _HOOK_RE.match(hook):
+            raise LifecycleError(f"invalid hook name {hook!r}", "not valid")
+        if (
+            unit.life != "alive"
+            or name not in self._started
+            or name in self._failed
+            or self._agent_gone(unit)
+        ):
+            raise LifecycleError(
+                f'unit "{name}" is not a settled unit whose agent runs hooks', "not valid"
+            )
+        log.info("fake juju: hook %s fails on unit %s", hook, name)
+        # The uniter runs one operation at a time: what was queued waits behind the error.
+        self._cancel(name)
+        self._failed[name] = _FailedHook(hook, 0, unit.workload)
+        if hook == UPDATE_STATUS:
+            self._hook_failed(name, hook, attempt=0)
+            return
+        self._update_unit(name, agent=self._status("executing", f"running {hook} hook", "3.6.1"))
+        self._later(name, 1, lambda: self._hook_failed(name, hook, attempt=0))
+
+    def resolve_unit(self, name: str) -> None:
+        """`juju resolve` (retrying the hook): the hook runs again and succeeds.
+
+        state/unit.go Resolve refuses a unit that is not in error; worker/uniter/resolver.go
+        nextOpHookError (ResolvedRetryHooks) stops the retry timer and runs the hook. A unit
+        whose agent is gone acts on it when the agent is back.
+        """
+        unit = self.state.units.get(name)
+        if unit is None:
+            raise LifecycleError(f'unit "{name}" not found', "not found")
+        if name not in self._failed:
+            raise LifecycleError(f'unit "{name}" is not in an error state', "")
+        if self._agent_gone(unit):
+            self._resolved.add(name)
+            return
+        self._run_resolved(name)
+
+    def _run_resolved(self, name: str) -> None:
+        failed = self._failed.get(name)
+        self._resolved.discard(name)
+        if failed is None:
+            return
+        self._cancel(name)
+        if failed.hook != UPDATE_STATUS:
+            self._update_unit(
+                name,
+                workload=failed.workload,
+                agent=self._status("executing", f"running {failed.hook} hook", "3.6.1"),
+            )
+        self._later(name, 1, lambda: self._hook_succeeded(name, failed))
+
+    def _hook_succeeded(self, name: str, failed: _FailedHook) -> None:
+        """The resolved hook ran: the uniter goes on where it stopped."""
+        self._failed.pop(name, None)
+        unit = self.state.units.get(name)
+        if unit is None:
+            return
+        if unit.life == "dying":
+            self._teardown(name, delay=0)
+            return
+        if failed.hook == "install":
+            self._run_hooks(name, self._after_install(name))
+            return
+        # Back to the workload status the charm had set, agent idle (uniter onIdle).
+        self._update_unit(name, workload=failed.workload, agent=self._status("idle", "", "3.6.1"))
+        if name in self._pending_leader_hook:
+            self._later(name, 1, lambda: self._leader_elected_hook(name))
+
+    # -- leadership -----------------------------------------------------------
+
+    def _lease_owner(self, application: str) -> str:
+        return f"lease-{application}"
+
+    def _can_accept_leadership(self, unit: model_mod.Unit) -> bool:
+        """worker/uniter/leadership/resolver.go NextOp: installed, alive, no hook pending."""
+        return (
+            unit.name in self._started
+            and unit.life == "alive"
+            and unit.name not in self._failed
+            and not self._agent_gone(unit)
+        )
+
+    def set_leader(self, name: str) -> None:
+        """Leadership of the unit's application moves to that unit (it runs leader-elected)."""
+        unit = self.state.units.get(name)
+        if unit is None:
+            raise LifecycleError(f'unit "{name}" not found', "not found")
+        if unit.life != "alive" or name not in self._agent_running or self._agent_gone(unit):
+            raise LifecycleError(
+                f'unit "{name}" cannot claim leadership: its agent is not running', "not valid"
+            )
+        if self.state.leaders.get(unit.application) != name:
+            self._become_leader(name)
+
+    def _become_leader(self, name: str) -> None:
+        unit = self.state.units[name]
+        previous = self.state.leaders.get(unit.application)
+        if previous is not None:
+            # operation/leader.go resignLeadership runs no hook.
+            self._pending_leader_hook.discard(previous)
+        self.state.leaders[unit.application] = name
+        self._cancel(self._lease_owner(unit.application))
+        log.info("fake juju: %s is the leader of %s", name, unit.application)
+        if self._can_accept_leadership(unit):
+            self._cancel(name)
+            self._leader_elected_hook(name)
+        else:
+            # Not installed yet, dying or in a hook error: leader-elected waits for it.
+            self._pending_leader_hook.add(name)
+
+    def _leader_elected_hook(self, name: str) -> None:
+        """operation/leader.go acceptLeadership: the leader-elected hook, then idle."""
+        self._pending_leader_hook.discard(name)
+        unit = self.state.units.get(name)
+        if unit is None or self.state.leaders.get(unit.application) != name:
+            return
+        self._update_unit(
+            name, agent=self._status("executing", "running leader-elected hook", "3.6.1")
+        )
+
+        def done() -> None:
+            self._update_unit(name, agent=self._status("idle", "", "3.6.1"))
+
+        self._later(name, 1, done)
+
+    def _elect(self, application: str) -> None:
+        """A free lease goes to a claiming unit: the lowest-numbered alive one whose agent runs."""
+        if application in self.state.leaders:
+            return
+        candidates = [
+            u
+            for u in self.state.units.values()
+            if u.application == application
+            and u.life == "alive"
+            and u.name in self._agent_running
+            and not self._agent_gone(u)
+        ]
+        if candidates:
+            self._become_leader(min(candidates, key=lambda u: u.number).name)
+
+    def _revoke_leadership(self, name: str) -> None:
+        """apiserver/common/unit.go RevokeLeadershipFunc: a unit the uniter set dead lets go.
+
+        The lease manager then unblocks the waiting trackers (worker/lease/manager.go
+        retryingRevoke, checkBlocks), which claim it at once: a step later here.
+        """
+        application = name.rsplit("/", 1)[0]
+        if self.state.leaders.get(application) != name:
+            return
+        del self.state.leaders[application]
+        self._pending_leader_hook.discard(name)
+        owner = self._lease_owner(application)
+        self._cancel(owner)
+        self._later(owner, 1, lambda: self._elect(application))
+
+    def _leader_stopped_renewing(self, name: str) -> None:
+        """The holder's agent stopped (lost, forced dead, removed): the lease runs out."""
+        application = name.rsplit("/", 1)[0]
+        owner = self._lease_owner(application)
+        if self.state.leaders.get(application) != name or self._timers.get(owner):
+            return
+        self._after(owner, LEASE_DURATION, lambda: self._lease_expired(application, name))
+
+    def _leader_renewing_again(self, name: str) -> None:
+        application = name.rsplit("/", 1)[0]
+        if self.state.leaders.get(application) == name:
+            self._cancel(self._lease_owner(application))
+
+    def _lease_expired(self, application: str, holder: str) -> None:
+        if self.state.leaders.get(application) != holder:
+            return
+        del self.state.leaders[application]
+        self._pending_leader_hook.discard(holder)
+        log.info("fake juju: the leadership lease of %s (%s) expired", application, holder)
+        self._elect(application)
+
+    # -- storage ----------------------------------------------------------------
+
+    def _add_storage(self, name: str, store: str, machine_id: str) -> None:
+        """state/unit.go: the unit's storage instance, its filesystem and both attachments."""
+        self.state.put_storage(
+            model_mod.StorageInstance(
+                id=self.state.allocate_storage_id(store),
+                owner=name,
+                filesystem_id=self.state.allocate_filesystem_id(),
+                status=self._status("pending"),
+                attached_unit=name,
+                machine_id=machine_id,
+                pool=STORAGE_POOL,
+                size=STORAGE_SIZE,
+            )
+        )
+
+    def _provision_storage(self, name: str) -> None:
+        """worker/storageprovisioner: create the filesystem (attaching), then attach it."""
+        for storage in self.state.storage_of(name):
+            if storage.provider_id:
+                continue
+            owner = f"storage-{storage.id}"
+            self._later(owner, 1, lambda s=storage.id: self._filesystem_created(s))
+
+    def _filesystem_created(self, storage_id: str) -> None:
+        storage = self.state.storage.get(storage_id)
+        if storage is None:
+            return
+        attaching = storage.machine_id and storage.machine_attachment_life == "alive"
+        self.state.put_storage(
+            dataclasses.replace(
+                storage,
+                provider_id=self._filesystem_provider_id(storage.filesystem_id),
+                status=self._status("attaching" if attaching else "detached"),
+            )
+        )
+        if attaching:
+            self._later(f"storage-{storage_id}", 1, lambda: self._filesystem_attached(storage_id))
+
+    def _filesystem_attached(self, storage_id: str) -> None:
+        storage = self.state.storage.get(storage_id)
+        if storage is None or not storage.machine_id or storage.machine_attachment_life != "alive":
+            return
+        self.state.put_storage(
+            dataclasses.replace(
+                storage,
+                status=self._status("attached"),
+                location=f"{STORAGE_DIR}/{storage_id}",
+            )
+        )
+
+    def _storage_dying(self, name: str, destroy_storage: bool) -> None:
+        """state/cleanup.go cleanupDyingUnit: attachments dying (and the storage with them)."""
+        for storage in self.state.storage_of(name):
+            self.state.put_storage(
+                dataclasses.replace(
+                    storage,
+                    attachment_life="dying",
+                    life="dying" if destroy_storage else storage.life,
+                )
+            )
+
+    def _release_storage(self, storage_id: str) -> None:
+        """state/storage.go removeStorageAttachmentOps: the unit's attachment goes.
+
+        Storage being destroyed goes with its last attachment; otherwise the unit that owned
+        it disowns it and the storage provisioner detaches its filesystem a step later.
+        """
+        storage = self.state.storage.get(storage_id)
+        if storage is None:
+            return
+        self._storage_hooked.discard(storage_id)
+        owner = f"storage-{storage_id}"
+        if storage.life != "alive":
+            self._cancel(owner)
+            self.state.remove_storage(storage_id)
+            return
+        self.state.put_storage(
+            dataclasses.replace(
+                storage, owner="", attached_unit="", machine_attachment_life="dying"
+            )
+        )
+        self._later(owner, 1, lambda: self._filesystem_detached(storage_id))
+
+    def _filesystem_detached(self, storage_id: str) -> None:
+        storage = self.state.storage.get(storage_id)
+        if storage is None:
+            return
+        self.state.put_storage(
+            dataclasses.replace(
+                storage,
+                machine_id="",
+                location="",
+                machine_attachment_life="alive",
+                # filesystem_ops.go detachFilesystems: "detached"; one never created stays.
+                status=self._status("detached") if storage.provider_id else storage.status,
+            )
+        )
 
     # -- removal ------------------------------------------------------------
 
@@ -473,7 +881,13 @@ class Lifecycle:
             or self._agent_gone(unit)
         )
 
-    def destroy_unit(self, name: str, force: bool, max_wait: float | None) -> None:
+    def destroy_unit(
+        self,
+        name: str,
+        force: bool,
+        max_wait: float | None,
+        destroy_storage: bool = False,
+    ) -> None:
         """Application.DestroyUnit (state/unit.go DestroyUnitOperation.destroyOps)."""
         unit = self.state.units.get(name)
         if unit is None:
@@ -488,13 +902,13 @@ class Lifecycle:
                 self._remove_unit(name, force=force, max_wait=max_wait)
                 return
             self._update_unit(name, life="dying")
+            self._storage_dying(name, destroy_storage)
             if not self.is_stuck(unit):
                 self._cancel(name)
-                self._failed.pop(name, None)
-                self._later(name, 1, lambda: self._stop_hook(name))
+                self._teardown(name)
         elif unit.life == "dying" and not self.is_stuck(unit) and not self._timers.get(name):
             # Dying but nothing scheduled (it was stuck before): resume the teardown.
-            self._later(name, 1, lambda: self._stop_hook(name))
+            self._teardown(name)
         if force:
             # cleanup.go cleanupDyingUnit -> cleanupForceDestroyedUnit after max-wait ->
             # cleanupForceRemoveUnit after max-wait again; the cleaner runs them when due.
@@ -503,7 +917,46 @@ class Lifecycle:
                 self.clock.now() + wait, lambda: self._force_destroyed_unit(name, wait)
             )
 
+    def _teardown(self, name: str, delay: int = 1) -> None:
+        """A dying unit's uniter: storage-detaching hooks first, then stop and remove.
+
+        worker/uniter/storage/resolver.go: storage whose storage-attached hook never ran is
+        let go at once (maybeShortCircuitRemoval); the other gets its storage-detaching hook,
+        after which the attachment is removed (state/storage.go RemoveStorageAttachment).
+        """
+        for storage in self.state.storage_of(name):
+            if storage.id not in self._storage_hooked:
+                self._release_storage(storage.id)
+        hooked = self.state.storage_of(name)
+        step: Action = (
+            functools.partial(self._storage_detaching_hook, name, hooked[0].id)
+            if hooked
+            else functools.partial(self._stop_hook, name)
+        )
+        if delay:
+            self._later(name, delay, step)
+        else:
+            step()
+
+    def _storage_detaching_hook(self, name: str, storage_id: str) -> None:
+        unit = self.state.units.get(name)
+        storage = self.state.storage.get(storage_id)
+        if unit is None or unit.life == "dead" or storage is None:
+            return
+        self._update_unit(
+            name,
+            agent=self._status("executing", f"running {storage.name}-storage-detaching hook",
+                               "3.6.1"),
+        )  # fmt: skip
+
+        def done() -> None:
+            self._release_storage(storage_id)
+            self._teardown(name, delay=0)
+
+        self._later(name, 1, done)
+
     def _stop_hook(self, name: str) -> None:
+
         unit = self.state.units.get(name)
         if unit is None or unit.life == "dead":
             return
@@ -531,6 +984,8 @@ class Lifecycle:
             agent=self._status("idle", "", "3.6.1"),
         )
         if unit is not None:
+            # The uniter set it dead through the API, which revokes its leadership.
+            self._revoke_leadership(name)
             # The deployer removes a dead unit.
             self._later(name, 1, lambda: self._remove_unit(name))
             log.info("fake juju: unit %s is dead", name)
@@ -542,7 +997,12 @@ class Lifecycle:
         if unit.life != "dead":
             self._cancel(name)
             self._failed.pop(name, None)
+            # cleanupForceDestroyedUnit: forceRemoveUnitStorageAttachments, then EnsureDead in
+            # state, which revokes nothing: the unit's lease runs out.
+            for storage in self.state.storage_of(name):
+                self._release_storage(storage.id)
             self._update_unit(name, life="dead")
+            self._leader_stopped_renewing(name)
         self._schedule_cleanup(
             self.clock.now() + max_wait,
             lambda: self._remove_unit(name, force=True, max_wait=max_wait),
@@ -557,7 +1017,19 @@ class Lifecycle:
         self._cancel(name)
         self._failed.pop(name, None)
         self._modes.pop(name, None)
+        self._agent_running.discard(name)
+        self._started.discard(name)
+        self._pending_leader_hook.discard(name)
+        self._resolved.discard(name)
+        # application.go removeUnitOps, removeStorageInstancesOps: storage it still owns goes.
+        for storage in list(self.state.storage.values()):
+            if storage.owner == name:
+                self._storage_hooked.discard(storage.id)
+                self._cancel(f"storage-{storage.id}")
+                self.state.remove_storage(storage.id)
         self.state.remove_unit(name)
+        self._leader_stopped_renewing(name)
+
         machine = self.state.machines.get(unit.machine_id)
         if (
             machine is not None
@@ -663,11 +1135,25 @@ class Lifecycle:
         self.state.units[name] = dataclasses.replace(unit, agent_lost=lost)
         if lost:
             self._suspend(name)
+            self._leader_stopped_renewing(name)
+            return
+        self._agent_back(name)
+
+    def _agent_back(self, name: str) -> None:
+        """The unit's agent talks to the controller again: it picks up where it was."""
+        unit = self.state.units.get(name)
+        if unit is None or self._agent_gone(unit):
             return
         self._resume(name)
-        if unit.life == "dying" and not self._timers.get(name) and name not in self._failed:
-            # Back again and told to die: it runs its stop hooks now.
-            self._later(name, 1, lambda: self._stop_hook(name))
+        if unit.life != "dead":
+            self._leader_renewing_again(name)
+        if name in self._resolved:
+            self._run_resolved(name)
+        elif unit.life == "dying" and not self._timers.get(name) and not self.is_stuck(unit):
+            # Back again and told to die: it runs its teardown now.
+            self._teardown(name)
+        if unit.life == "alive" and name in self._agent_running:
+            self._elect(unit.application)
 
     def set_machine_down(self, machine_id: str, down: bool = True) -> None:
         """A machine's agent (and with it its unit agents) stops, or comes back."""
@@ -675,11 +1161,16 @@ class Lifecycle:
         if machine is None:
             raise LifecycleError(f"machine {machine_id} not found", "not found")
         self.state.machines[machine_id] = dataclasses.replace(machine, agent_down=down)
-        owners = [f"machine-{machine_id}", *(u.name for u in self.state.units_on(machine_id))]
-        for owner in owners:
-            if down:
-                self._suspend(owner)
-            else:
-                self._resume(owner)
-        if not down and machine.life == "dying" and not self._timers.get(owners[0]):
-            self._later(owners[0], 1, lambda: self._machine_dead(machine_id))
+        owner = f"machine-{machine_id}"
+        units = [u.name for u in self.state.units_on(machine_id)]
+        if down:
+            self._suspend(owner)
+            for name in units:
+                self._suspend(name)
+                self._leader_stopped_renewing(name)
+            return
+        self._resume(owner)
+        for name in units:
+            self._agent_back(name)
+        if machine.life == "dying" and not self._timers.get(owner):
+            self._later(owner, 1, lambda: self._machine_dead(machine_id))

@@ -69,6 +69,8 @@ class Application:
     charm_rev: int = 1
     life: str = "alive"
     exposed: bool = False
+    # The charm's one filesystem store (every unit gets an instance of it), "" for none.
+    storage: str = ""
 
     @property
     def charm_url(self) -> str:

@@ -518,6 +518,9 @@ class _StatusFilter:
         self.model = ctl.model
         self.patterns = patterns
         self.unit_names = _unit_name_matcher(patterns)
+        # Units the predicate matched (not those kept for their machine): status.go
+        # matchedUnits, which decides what storage is shown.
+        self.matched_units: set[str] = set()
 
     def _exposure(self, app: model_mod.Application | None) -> tuple[bool, bool]:
         # filtering.go matchExposure.
@@ -628,20 +631,13 @@ class _StatusFilter:
                 continue
             apps.add(unit.application)
             units.add(unit.name)
+            self.matched_units.add(unit.name)
             if unit.machine_id:
                 machines.add(unit.machine_id)
         for machine_id in machines:
             apps.update(apps_on_machine.get(machine_id, []))
         kept = {n for n in self.model.applications if n in apps or self.application_matches(n)}
         return kept, units, machines
-
-
-def _leaders(model: model_mod.ModelState) -> dict[str, str]:
-    leaders: dict[str, str] = {}
-    for unit in sorted(model.units.values(), key=lambda u: u.number):
-        if unit.life == "alive":
-            leaders.setdefault(unit.application, unit.name)
-    return leaders
 
 
 def _resolve_leaders(patterns: list[str], leaders: Mapping[str, str]) -> list[str]:
@@ -655,19 +651,115 @@ def _resolve_leaders(patterns: list[str], leaders: Mapping[str, str]) -> list[st
     return resolved
 
 
+def _unit_tag(name: str) -> str:
+    return "unit-" + name.replace("/", "-")
+
+
+def _entity_status(status: model_mod.Status) -> dict[str, Any]:
+    # params.EntityStatus: data is omitempty, since is not.
+    return {
+        "status": status.current,
+        "info": status.message,
+        "since": model_mod.format_time(status.since),
+    }
+
+
+def _storage_details(
+    ctl: server_mod.FakeJujuController, storage: model_mod.StorageInstance
+) -> dict[str, Any]:
+    """apiserver/common/storagecommon/storagedetails.go StorageDetails (params.StorageDetails)."""
+    details: dict[str, Any] = {
+        "storage-tag": storage.tag,
+        "owner-tag": _unit_tag(storage.owner) if storage.owner else "",
+        "kind": model_mod.STORAGE_KIND_FILESYSTEM,
+        # The filesystem's status; persistent is only read from volumes.
+        "status": _entity_status(storage.status),
+        "life": storage.life,
+        "persistent": False,
+    }
+    if storage.attached_unit:
+        unit = ctl.model.units.get(storage.attached_unit)
+        machine_id = unit.machine_id if unit is not None else ""
+        attachment: dict[str, Any] = {
+            "storage-tag": storage.tag,
+            "unit-tag": _unit_tag(storage.attached_unit),
+            "machine-tag": f"machine-{machine_id}" if machine_id else "",
+            "life": storage.attachment_life,
+        }
+        # storageAttachmentInfo: the mount point once the filesystem attachment is provisioned.
+        if storage.location:
+            attachment["location"] = storage.location
+        details["attachments"] = {_unit_tag(storage.attached_unit): attachment}
+    return details
+
+
+def _filesystem_details(
+    ctl: server_mod.FakeJujuController, storage: model_mod.StorageInstance
+) -> dict[str, Any]:
+    """storagecommon/filesystemdetails.go FilesystemDetails (params.FilesystemDetails)."""
+    created = bool(storage.provider_id)
+    details: dict[str, Any] = {
+        "filesystem-tag": f"filesystem-{storage.filesystem_id}",
+        # Filesystem.Info() fails until the provisioner created it: the zero FilesystemInfo.
+        "info": {
+            "filesystem-id": storage.provider_id,
+            "pool": storage.pool if created else "",
+            "size": storage.size if created else 0,
+        },
+        "life": storage.life,
+        "status": _entity_status(storage.status),
+        "storage": _storage_details(ctl, storage),
+    }
+    if storage.machine_id:
+        # FilesystemAttachmentDetails embeds FilesystemAttachmentInfo without a json tag:
+        # mount-point (omitempty) is sent flat. IAAS attachments are all machine ones, so
+        # unit-attachments is an empty map, which omitempty leaves out.
+        attachment: dict[str, Any] = {"life": storage.machine_attachment_life}
+        if storage.location:
+            attachment["mount-point"] = storage.location
+        details["machine-attachments"] = {f"machine-{storage.machine_id}": attachment}
+    return details
+
+
+def _storage_status(
+    ctl: server_mod.FakeJujuController, selection: _StatusFilter | None
+) -> dict[str, Any]:
+    """FullStatus with include-storage: storage and filesystems (no volumes on LXD's pool).
+
+    status.go FullStatus: with patterns only storage owned by a matched unit is kept (storage
+    without an owner never); the three lists are omitempty, so empty ones are left out.
+    """
+    instances = sorted(ctl.model.storage.values(), key=lambda s: s.number)
+    if selection is not None:
+        instances = [s for s in instances if s.owner and s.owner in selection.matched_units]
+    if not instances:
+        return {}
+    return {
+        "storage": [_storage_details(ctl, s) for s in instances],
+        "filesystems": [
+            _filesystem_details(ctl, s)
+            for s in sorted(instances, key=lambda s: int(s.filesystem_id))
+        ],
+    }
+
+
 @handles("Client", "FullStatus")
 async def _full_status(
     ctl: server_mod.FakeJujuController, session: server_mod.Session, call: Call
 ):
     model = ctl.model
-    leaders = _leaders(model)
+    # The lease holders (worker/lease): FullStatus flags the unit that holds one.
+    leaders = dict(model.leaders)
     patterns = [str(p) for p in _single(call.params, "patterns")]
     keep_apps = set(model.applications)
     keep_units = set(model.units)
     keep_machines = set(model.machines)
+    selection = None
     if patterns:
         selection = _StatusFilter(ctl, _resolve_leaders(patterns, leaders))
         keep_apps, keep_units, keep_machines = selection.select()
+    # client.go ClientV6.FullStatus drops include-storage; v7 and v8 honour it.
+    include_storage = call.version >= 7 and call.params.get("include-storage") is True
     applications: dict[str, Any] = {}
     for name, app in model.applications.items():
         if name not in keep_apps:
@@ -717,6 +809,7 @@ async def _full_status(
         "relations": [],
         "controller-timestamp": model_mod.format_time(ctl.clock.now()),
         "branches": {},
+        **(_storage_status(ctl, selection) if include_storage else {}),
     }
 
 
@@ -952,19 +1045,26 @@ async def _destroy_unit(
                                                 "unit tag", "")})  # fmt: skip
             continue
         max_wait = request.get("max-wait")
+        destroy_storage = request.get("destroy-storage") is True
+        # application.go DestroyUnit: the unit's storage, classified before it is destroyed
+        # (the lxd pool's filesystems are detachable: detached unless destroy-storage).
+        storage = [{"tag": s.tag} for s in ctl.model.storage_of(name)]
+        info = {("destroyed-storage" if destroy_storage else "detached-storage"): storage}
         try:
             if not request.get("dry-run"):
                 ctl.lifecycle.destroy_unit(
                     name,
                     force=bool(request.get("force")),
                     max_wait=None if max_wait is None else max_wait / 1e9,
+                    destroy_storage=destroy_storage,
                 )
             elif name not in ctl.model.units:
                 raise lifecycle_mod.LifecycleError(f'unit "{name}" not found', "not found")
         except lifecycle_mod.LifecycleError as exc:
             results.append({"error": error_json(exc.message, exc.code)})
             continue
-        results.append({"info": {}})
+        # DestroyUnitInfo: both lists are omitempty.
+        results.append({"info": info if storage else {}})
     return {"results": results}
 
 

@@ -98,6 +98,7 @@ class FakeJujuController:
         seed: int | None = None,
         unset_status: Collection[str] = (),
         spare_machines: int = 0,
+        storage: Collection[str] = (),
         controller_model: bool = False,
         cert_names: tuple[str, ...] = tls_mod.CONTROLLER_NAMES,
     ) -> None:
@@ -134,8 +135,11 @@ class FakeJujuController:
             unset_status=unset_status,
         )
         self._initial_lag = (low, high)
+        unknown = sorted(set(storage) - set(applications or {}))
+        if unknown:
+            raise ValueError(f"storage for unknown application {unknown[0]!r}")
         for name, count in (applications or {}).items():
-            self.lifecycle.seed_application(name, count)
+            self.lifecycle.seed_application(name, count, storage=name in storage)
         for _ in range(spare_machines):
             self.lifecycle.seed_machine()
         # The seeded model is the past: every watcher starts from all of it.
@@ -348,6 +352,34 @@ class FakeJujuController:
             raise ValueError(f"unknown unit {unit!r}")
         self.unit_faults.stuck_dying.add(unit)
 
+    def error_unit(self, unit: str, hook: str = lifecycle_mod.UPDATE_STATUS) -> None:
+        """Fail a hook on a settled unit: workload error, agent idle, retried with backoff."""
+        try:
+            self.lifecycle.error_unit(unit, hook)
+        except lifecycle_mod.LifecycleError as exc:
+            raise ValueError(exc.message) from None
+
+    def resolve_unit(self, unit: str) -> None:
+        """`juju resolve` a unit in error: the hook runs again and succeeds."""
+        try:
+            self.lifecycle.resolve_unit(unit)
+        except lifecycle_mod.LifecycleError as exc:
+            raise ValueError(exc.message) from None
+
+    def remove_unit(self, unit: str) -> None:
+        """An operator's `juju remove-unit` (DestroyUnit without force, storage detached)."""
+        try:
+            self.lifecycle.destroy_unit(unit, force=False, max_wait=None)
+        except lifecycle_mod.LifecycleError as exc:
+            raise ValueError(exc.message) from None
+
+    def set_leader(self, unit: str) -> None:
+        """Move the leadership of the unit's application to that unit."""
+        try:
+            self.lifecycle.set_leader(unit)
+        except lifecycle_mod.LifecycleError as exc:
+            raise ValueError(exc.message) from None
+
     def call_error(
         self,
         facade: str,
@@ -457,14 +489,29 @@ class FakeJujuController:
                 "life": app.life,
                 "status": status(model.application_status(name)),
                 "units": [n for n, u in units.items() if u["application"] == name],
+                "leader": model.leaders.get(name, ""),
+                "storage": app.storage,
             }
             for name, app in model.applications.items()
+        }
+        storage = {
+            s.id: {
+                "owner": s.owner,
+                "life": s.life,
+                "status": status(s.status),
+                "attached-to": s.attached_unit,
+                "machine": s.machine_id,
+                "location": s.location,
+                "filesystem": s.filesystem_id,
+            }
+            for s in sorted(model.storage.values(), key=lambda s: s.number)
         }
         return {
             "model": {"uuid": model.uuid, "name": model.name, "time": self.clock.now()},
             "applications": applications,
             "units": units,
             "machines": machines,
+            "storage": storage,
             "faults": {
                 "fail-new-units": dict(self.unit_faults.fail_new_units),
                 "stuck-dying": sorted(self.unit_faults.stuck_dying),

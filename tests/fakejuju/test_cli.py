@@ -8,6 +8,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -120,10 +121,84 @@ def test_cli_serves_state_faults_and_calls_then_exits_cleanly_on_sigterm():
     assert "Traceback" not in stderr
 
 
+def _wait_for_state(admin: str, predicate, timeout: float = 10.0) -> dict:
+    """Poll GET /state (real time, bounded) until predicate(state) holds; return that state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _, state = _http(admin + "/state")
+        assert isinstance(state, dict)
+        if predicate(state) or time.monotonic() > deadline:
+            return state
+        time.sleep(0.02)
+
+
+def test_cli_seeds_storage_and_serves_unit_error_resolve_leader_and_remove_faults():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakejuju", "--app", "db=2:storage", "--app", "web=3",
+         "--step-delay", "0.01", "--delta-lag", "0", "--seed", "3"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        admin = json.loads(proc.stdout.readline())["admin-url"]
+        _, seeded = _http(admin + "/state")
+
+        error = _http(admin + "/fault", {"fault": "error-unit", "unit": "web/1"})
+        _, failed = _http(admin + "/state")
+        resolve = _http(admin + "/fault", {"fault": "resolve-unit", "unit": "web/1"})
+        resolved = _wait_for_state(
+            admin, lambda s: s["units"]["web/1"]["workload-status"]["current"] == "active"
+        )
+        not_in_error = _http(admin + "/fault", {"fault": "resolve-unit", "unit": "web/1"})
+        other_hook = _http(
+            admin + "/fault", {"fault": "error-unit", "unit": "web/2", "hook": "config-changed"}
+        )
+        leader = _http(admin + "/fault", {"fault": "leader", "unit": "web/2"})
+        _, led = _http(admin + "/state")
+        remove = _http(admin + "/fault", {"fault": "remove-unit", "unit": "db/1"})
+        removed = _wait_for_state(admin, lambda s: "db/1" not in s["units"])
+        missing = _http(admin + "/fault", {"fault": "remove-unit", "unit": "db/9"})
+        no_unit = _http(admin + "/fault", {"fault": "leader"})
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=10)
+
+    assert isinstance(seeded, dict)
+    assert seeded["applications"]["db"]["storage"] == "data"
+    assert seeded["applications"]["web"]["storage"] == ""
+    assert {k: (v["owner"], v["status"]["current"]) for k, v in seeded["storage"].items()} == {
+        "data/0": ("db/0", "attached"), "data/1": ("db/1", "attached")
+    }  # fmt: skip
+    assert (seeded["applications"]["db"]["leader"], seeded["applications"]["web"]["leader"]) == (
+        "db/0", "web/0"
+    )  # fmt: skip
+    assert error == (200, {"ok": True})
+    assert isinstance(failed, dict)
+    assert failed["units"]["web/1"]["workload-status"]["message"] == 'hook failed: "update-status"'
+    assert failed["units"]["web/1"]["agent-status"]["current"] == "idle"
+    assert resolve == (200, {"ok": True})
+    assert resolved["units"]["web/1"]["agent-status"]["current"] == "idle"
+    assert not_in_error[0] == 400
+    assert other_hook == (200, {"ok": True})
+    assert leader == (200, {"ok": True})
+    assert isinstance(led, dict)
+    assert led["applications"]["web"]["leader"] == "web/2"
+    assert remove == (200, {"ok": True})
+    assert removed["storage"]["data/1"]["owner"] == ""  # detached, kept
+    assert missing[0] == 400
+    assert no_unit[0] == 400
+    assert proc.returncode == 0
+    assert "Traceback" not in stderr
+
+
 @pytest.mark.parametrize(
     "argv",
     [
         ["--app", "x"],
+        ["--app", "x=1:disk"],
         ["--step-delay", "-1"],
         ["--bogus"],
         ["--delta-lag", "0.3:0.1"],
