@@ -49,6 +49,12 @@ class WhirlwindConfig:
     dry_run: bool = False
     credentials: ops.Secret | None = None
     log_level: str = "info"
+    max_in_flight: int = 1
+    heal: bool = True
+    heal_after: str = "10m"
+    heal_max_unhealthy: float = 0.5
+    max_age: str = "0"
+    policies: str = ""
 
     def __post_init__(self) -> None:
         # The same rules and messages as the agent's own settings (SettingsError is a ValueError).
@@ -63,11 +69,41 @@ class WhirlwindConfig:
                 f"log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
             )
         settings.parse_services(self.services)  # its message starts with "services:"
+        if not 1 <= self.max_in_flight <= settings.MAX_IN_FLIGHT:
+            raise ValueError(
+                f"max-in-flight must be a whole number 1..{settings.MAX_IN_FLIGHT}, "
+                f"got {self.max_in_flight}"
+            )
+        # Names the application and key: "policies: db: units: expected a whole number ...".
+        settings.check_lifecycle(
+            services=self.service_names,
+            interval=self.interval,
+            settle_period=self.settle_period,
+            settle_timeout=self.settle_timeout,
+            remove_timeout=self.remove_timeout,
+            **self.lifecycle,
+        )
 
     @property
     def service_names(self) -> tuple[str, ...]:
         """The target applications, in the order given."""
         return settings.parse_services(self.services)
+
+    @property
+    def lifecycle(self) -> dict[str, Any]:
+        """heal-after, heal-max-unhealthy, max-age and policies as AgentSettings arguments."""
+        parsed = settings.parse_lifecycle(
+            {
+                "heal": self.heal,
+                "heal-after": self.heal_after,
+                "heal-max-unhealthy": self.heal_max_unhealthy,
+                "max-age": self.max_age,
+                "policies": self.policies,
+            },
+            self.service_names,
+        )
+        del parsed["heal"]  # a plain bool, passed as it is
+        return parsed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,6 +363,9 @@ class WhirlwindCharm(ops.CharmBase):
                 own_application=self.app.name,
                 paused=self._get_pause_state().paused,
                 op_key=op_key,
+                max_in_flight=config.max_in_flight,
+                heal=config.heal,
+                **config.lifecycle,
             )
         except settings.SettingsError as exc:
             return ops.BlockedStatus(f"Invalid controller credentials: {exc}")
@@ -497,9 +536,10 @@ def describe_status(
         parts.append("no services configured (set services=...)")
     elif not paused and services:
         parts += [f"watching {', '.join(services)}", f"every {_format_duration(config.interval)}"]
-        due, service = agent.get("next-due"), agent.get("next-service")
-        if isinstance(due, str) and isinstance(service, str):
-            parts.append(f"next {service} {_format_due(due, now)}")
+        parts += _describe_next(agent, now)
+    elif paused and agent.get("next-trigger") == "heal":
+        parts += _describe_next(agent, now)  # healing goes on while paused
+    parts += _describe_notes(agent)
     if unknown:
         parts.append(f"not in the model: {', '.join(unknown)}")
     last = agent.get("last")
@@ -515,6 +555,32 @@ def describe_status(
         head = f"blocked on repeated failures of {', '.join(blocked)}: run resume or replace-now"
         return ops.BlockedStatus(_capitalise(f"{head}; {message}" if message else head))
     return ops.ActiveStatus(_capitalise(message))
+
+
+def _describe_next(agent: Mapping[str, Any], now: datetime.datetime) -> list[str]:
+    """The next event: `next x at 12:00` (rotation) or `next heal x at 12:00` (others)."""
+    due, service, trigger = (
+        agent.get("next-due"),
+        agent.get("next-service"),
+        agent.get("next-trigger"),
+    )
+    if not isinstance(due, str) or not isinstance(service, str):
+        return []
+    what = service if trigger in (None, "interval") else f"{trigger} {service}"
+    return [f"next {what} {_format_due(due, now)}"]
+
+
+def _describe_notes(agent: Mapping[str, Any]) -> list[str]:
+    """The planner's notes an operator should see: mass failure, more units than wanted."""
+    notes = agent.get("notes")
+    if not isinstance(notes, Mapping):
+        return []
+    shown = []
+    for service, texts in sorted(notes.items()):
+        for text in texts if isinstance(texts, list) else []:
+            if isinstance(text, str) and ("mass failure" in text or "more than units" in text):
+                shown.append(f"{service}: {text}")
+    return shown
 
 
 def _describe_operation(operation: Mapping[str, Any]) -> str:

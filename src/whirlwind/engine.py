@@ -12,16 +12,26 @@ from typing import Any
 
 import whirlwind
 from whirlwind import backend as backend_mod
-from whirlwind import control, policy, provenance, recovery, replacer
+from whirlwind import control, planner, policy, provenance, recovery, replacer
 from whirlwind import journal as journal_mod
 from whirlwind import model as model_view
 from whirlwind import settings as settings_mod
+from whirlwind.planner import health, victims
 
 logger = logging.getLogger(__name__)
 
 INTERVAL = "interval"
 REPLACE_NOW = "replace-now"
 RECOVERY = "recovery"
+# The history's name of each planner trigger (the rotation was, and stays, "interval").
+TRIGGER_NAMES = {
+    planner.HEAL: "heal",
+    planner.COUNT: "count",
+    planner.AGE: "age",
+    planner.ROTATE: INTERVAL,
+}
+# After a model change wakes the loop, let a burst of deltas land first (seconds).
+SETTLE_DELTAS = 0.2
 
 # Longest sleep of the main loop: the view is looked at again at least this often (seconds).
 IDLE = 300.0
@@ -33,6 +43,7 @@ RETRY_DELAY = 30.0
 
 _PAUSE_KEY = "pause"
 _INTERVAL_KEY = "interval"
+_VOLUNTARY_KEY = "voluntary"
 
 Clock = Callable[[], datetime.datetime]
 
@@ -76,6 +87,13 @@ class Engine:
         # Whether operations left in flight still wait to be taken up (pause, dry-run).
         self._recovery_due = True
         self._noted: set[str] = set()
+        # What the planner remembers between cycles: units not healthy, units first seen.
+        self._watches: dict[str, health.Watch] = {}
+        self._first_seen: dict[str, datetime.datetime] = {}
+        self._plan: planner.Plan | None = None
+        self._plan_notes: set[str] = set()
+        # Dry-run proposals already logged (heal and count would repeat every cycle).
+        self._dry_runs: dict[tuple[str, str, str | None], datetime.datetime] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -159,23 +177,35 @@ class Engine:
         return False
 
     async def _sleep(self, timeout: float) -> None:
-        """Sleep until `timeout` passes or something calls for attention (`_wake`)."""
+        """Sleep until `timeout` passes, something calls for attention, or the model changes.
+
+        A change of the model (an error arrives as a delta, a status poll shows a lost agent)
+        wakes the loop, so healing reacts to the watcher and does not wait for a timer.
+        """
         # Not asyncio.wait_for: before Python 3.12 it swallows a cancellation that arrives
         # together with the event (the property test found that), and the agent must stop.
         waiter = asyncio.ensure_future(self._wake.wait())
+        changed = asyncio.ensure_future(self._backend.model.wait_for_change(timeout))
         try:
-            await asyncio.wait([waiter], timeout=timeout)
+            done, _ = await asyncio.wait(
+                [waiter, changed], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if changed in done and waiter not in done:
+                await asyncio.sleep(SETTLE_DELTAS)
         finally:
             waiter.cancel()
+            changed.cancel()
 
     def _get_sleep(self) -> float:
-        if self._paused:
-            return IDLE
         if not self._backend.connected:
             return RECHECK
-        wait = (self._get_next_due() - self._now()).total_seconds()
+        plan = self._plan
+        upcoming = plan.next_event() if plan is not None else None
+        if upcoming is None:
+            return IDLE
+        wait = (upcoming - self._now()).total_seconds()
         if wait <= 0:
-            # Due, but nothing ready or no slot free: a finishing operation wakes us sooner.
+            # Due, but held or no slot free: a finishing operation or a change wakes us sooner.
             return RECHECK
         return min(wait, IDLE)
 
@@ -259,25 +289,13 @@ class Engine:
             return
         if self._recovery_due:
             self._recover()
-        if self._paused or self._now() < self._get_next_due():
-            return
+        plan = self._make_plan()
         async with self._lock:
-            if len(self._in_flight) >= self._settings.max_in_flight:
-                return
-            service = policy.get_next_service(
-                self._settings.services, self._get_ready(), self._get_last_service()
-            )
-            if service is None:
-                logger.debug("interval due but no target is ready")
-                return
-            op = await self._plan(service, INTERVAL, None, self._settings.dry_run)
-            if op is None:
-                return
-            self._journal.set_state(
-                _INTERVAL_KEY,
-                {"last-run": journal_mod.to_iso(self._now()), "last-service": service},
-            )
-            self._launch(op)
+            for proposal in plan.due():
+                if len(self._in_flight) >= self._settings.max_in_flight:
+                    break
+                if proposal.service not in self._in_flight:
+                    self._start(proposal)
 
     async def _run_once(self) -> bool:
         while self._in_flight:
@@ -286,23 +304,109 @@ class Engine:
         if self._paused:
             logger.warning("the agent is paused: nothing to do")
             return False
+        # Once: as if the rotation (or what else is due) were due now.
+        plan = self._make_plan(rotation_due=True)
         async with self._lock:
-            service = policy.get_next_service(
-                self._settings.services, self._get_ready(), self._get_last_service()
-            )
-            if service is None:
+            due = plan.due()
+            if not due:
                 logger.warning("no target service is ready: nothing to do")
                 return False
-            op = await self._plan(service, INTERVAL, None, self._settings.dry_run)
-            if op is None:
-                return False
-            self._journal.set_state(
-                _INTERVAL_KEY,
-                {"last-run": journal_mod.to_iso(self._now()), "last-service": service},
-            )
-            task = self._launch(op)
+            task = self._start(due[0])
+        if task is None:
+            return True
         final = await task
         return final.result in (journal_mod.OK, journal_mod.DRY_RUN)
+
+    # -- planning --------------------------------------------------------------------------
+
+    def _make_plan(self, *, rotation_due: bool = False) -> planner.Plan:
+        """Ask the planner what is due, keeping its memory (watches, first seen) current."""
+        view = self._backend.model
+        settings = self._settings
+        now = self._now()
+        busy = self._get_busy_units()
+        self._watches = health.track(
+            self._watches,
+            view,
+            settings.services,
+            now,
+            lambda app: settings.policy_for(app).settle_timeout,
+            busy,
+        )
+        live = {u for app in settings.services for u in (x.name for x in view.get_units(app))}
+        self._first_seen = {u: self._first_seen.get(u, now) for u in live}
+        rotation = self._journal.get_state(_INTERVAL_KEY) or {}
+        voluntary = self._journal.get_state(_VOLUNTARY_KEY) or {}
+        started = self._started_at or now
+        facts = planner.Facts(
+            now=now,
+            agent_started=started - datetime.timedelta(seconds=settings.interval)
+            if rotation_due
+            else started,
+            paused=self._paused,
+            breakers=self._journal.get_breakers(),
+            in_flight=set(self._in_flight),
+            busy_units=busy,
+            watches=self._watches,
+            first_seen=self._first_seen,
+            last_voluntary={
+                app: when
+                for app, text in voluntary.items()
+                if (when := journal_mod.from_iso(text)) is not None
+            },
+            rotation_last_run=None
+            if rotation_due
+            else journal_mod.from_iso(rotation.get("last-run")),
+            rotation_last_service=rotation.get("last-service"),
+        )
+        plan = planner.make_plan(view, settings, facts)
+        self._plan = plan
+        # Each note once, when it appears (a mass failure, a skipped unit, too many units).
+        notes = {f"{t.service}: {n}" for t in plan.targets for n in t.notes}
+        for key in sorted(notes - self._plan_notes):
+            level = logging.WARNING if "mass failure" in key else logging.INFO
+            logger.log(level, "%s", key)
+        self._plan_notes = notes
+        return plan
+
+    def _start(self, proposal: planner.Proposal) -> asyncio.Task[journal_mod.Operation] | None:
+        """Journal PLAN for a proposal and launch it (caller holds the lock)."""
+        settings = self._settings
+        view = self._backend.model
+        now = self._now()
+        if settings.dry_run:
+            key = (proposal.trigger, proposal.service, proposal.victim)
+            last = self._dry_runs.get(key)
+            if last is not None and now - last < datetime.timedelta(seconds=settings.interval):
+                return None
+            self._dry_runs[key] = now
+        victim = view.get_unit(proposal.victim) if proposal.victim is not None else None
+        logger.info(
+            "%s on %s: %s", TRIGGER_NAMES[proposal.trigger], proposal.service, proposal.reason
+        )
+        op = replacer.create_plan(
+            self._journal,
+            view,
+            service=proposal.service,
+            victim=victim,
+            trigger=TRIGGER_NAMES[proposal.trigger],
+            dry_run=settings.dry_run,
+            token=f"{self._rng.getrandbits(24):06x}",
+            now=now,
+        )
+        if (
+            proposal.trigger == planner.ROTATE
+            and not settings.policy_for(proposal.service).own_interval
+        ):
+            self._journal.set_state(
+                _INTERVAL_KEY,
+                {"last-run": journal_mod.to_iso(now), "last-service": proposal.service},
+            )
+        if proposal.voluntary:
+            voluntary = self._journal.get_state(_VOLUNTARY_KEY) or {}
+            voluntary[proposal.service] = journal_mod.to_iso(now)
+            self._journal.set_state(_VOLUNTARY_KEY, voluntary)
+        return self._launch(op)
 
     def _reap(self) -> None:
         for task in [t for t in self._tasks if t.done()]:
@@ -394,48 +498,30 @@ class Engine:
             if unit is not None
         }
 
-    def _get_ready(self) -> list[str]:
-        return policy.get_ready_services(
-            self._backend.model,
-            self._settings,
-            breakers=self._journal.get_breakers(),
-            busy_units=self._get_busy_units(),
-            in_flight_apps=set(self._in_flight),
-        )
+    def _choose_victim(self, service: str, unit: str | None) -> model_view.UnitState | None:
+        """replace-now's unit: the one asked for, else as voluntary work chooses it.
 
-    def _get_last_service(self) -> str | None:
-        state = self._journal.get_state(_INTERVAL_KEY) or {}
-        return state.get("last-service")
-
-    def _get_next_due(self) -> datetime.datetime:
-        state = self._journal.get_state(_INTERVAL_KEY) or {}
-        last_run = journal_mod.from_iso(state.get("last-run"))
-        return policy.get_next_due(
-            last_run, self._started_at or self._now(), self._settings.interval
-        )
-
-    async def _plan(
-        self, service: str, trigger: str, unit: str | None, dry_run: bool
-    ) -> journal_mod.Operation | None:
-        """Choose the victim and journal PLAN (caller holds the lock)."""
+        That is the oldest (with `strategy: random`, any), storage skipped unless allowed,
+        the leader last.
+        """
         view = self._backend.model
-        candidates = policy.get_candidates(view.get_units(service), self._get_busy_units())
-        if unit is not None:
-            victim = next((u for u in candidates if u.name == unit), None)
-        else:
-            victim = policy.choose_victim(candidates, self._settings.strategy, self._rng)
-        if victim is None:
-            return None
-        return replacer.create_plan(
-            self._journal,
-            view,
-            service=service,
-            victim=victim,
-            trigger=trigger,
-            dry_run=dry_run,
-            token=f"{self._rng.getrandbits(24):06x}",
-            now=self._now(),
+        busy = self._get_busy_units()
+        candidates = sorted(
+            (
+                u
+                for u in view.get_units(service)
+                if u.life == model_view.ALIVE and not u.subordinate and u.name not in busy
+            ),
+            key=lambda u: u.number,
         )
+        if unit is not None:
+            return next((u for u in candidates if u.name == unit), None)
+        if self._settings.strategy == "random":
+            candidates = self._rng.sample(candidates, len(candidates))
+        now = self._now()
+        facts = planner.Facts(now=now, agent_started=now, busy_units=busy)
+        context = planner.make_context(service, view, self._settings, facts)
+        return victims.choose(context, candidates)[0]
 
     # -- pause -----------------------------------------------------------------------------
 
@@ -495,16 +581,34 @@ class Engine:
                 "step": op.step,
                 "started": journal_mod.to_iso(op.started),
             }
-        next_due = next_service = None
-        if not self._paused and self._ready:
-            next_due = journal_mod.to_iso(max(self._get_next_due(), self._now()))
-            next_service = policy.get_next_service(
-                settings.services, self._get_ready(), self._get_last_service()
-            )
+        next_due = next_service = next_trigger = None
+        notes: dict[str, list[str]] = {}
+        if self._ready and self._backend.connected:
+            plan = self._make_plan()
+            notes = {t.service: list(t.notes) for t in plan.targets if t.notes}
+            # While paused only healing goes on (it has its own switch).
+            allowed = {planner.HEAL} if self._paused else set(planner.PRIORITY)
+            due = [p for p in plan.due() if p.trigger in allowed]
+            upcoming = [
+                (u, t.service) for t in plan.targets for u in t.upcoming if u.trigger in allowed
+            ]
+            if due:
+                next_due, next_service = journal_mod.to_iso(self._now()), due[0].service
+                next_trigger = TRIGGER_NAMES[due[0].trigger]
+            elif upcoming:
+                first, next_service = min(upcoming, key=lambda item: item[0].at)
+                next_due = journal_mod.to_iso(max(first.at, self._now()))
+                next_trigger = TRIGGER_NAMES[first.trigger]
+            elif plan.rotation_due is not None and not self._paused:
+                # Held now (in flight, breaker, health): the rotation's own time.
+                next_due = journal_mod.to_iso(max(plan.rotation_due, self._now()))
+                next_trigger = TRIGGER_NAMES[planner.ROTATE]
         last = self._journal.get_last_finished()
         return {
             "version": whirlwind.__version__,
             "connected": self._backend.connected,
+            # Connected once, and what was left in flight looked at: taking requests.
+            "ready": self._ready,
             "paused": self._paused,
             "paused-since": journal_mod.to_iso(self._paused_since),
             "dry-run": settings.dry_run,
@@ -518,6 +622,9 @@ class Engine:
             "interval": settings.interval,
             "next-due": next_due,
             "next-service": next_service,
+            "next-trigger": next_trigger,
+            # What the planner has to say per application (mass failure, too many units, ...).
+            "notes": notes,
             "in-flight": in_flight,
             "last": last.to_dict() if last is not None else None,
         }
@@ -566,9 +673,19 @@ class Engine:
                     raise control.ControlError(control.REFUSED, f"{unit.name} is {unit.life}")
             if view.count_healthy(service) < 1:
                 raise control.ControlError(control.NOT_READY, f"{service} has no healthy unit")
-            op = await self._plan(service, REPLACE_NOW, request.unit, dry_run)
-            if op is None:
+            victim = self._choose_victim(service, request.unit)
+            if victim is None:
                 raise control.ControlError(control.BUSY, f"no unit of {service} can be replaced")
+            op = replacer.create_plan(
+                self._journal,
+                view,
+                service=service,
+                victim=victim,
+                trigger=REPLACE_NOW,
+                dry_run=dry_run,
+                token=f"{self._rng.getrandbits(24):06x}",
+                now=self._now(),
+            )
             task = self._launch(op)
         if not request.wait:
             return {"id": op.id, "service": service, "old-unit": op.old_unit, "result": "started"}

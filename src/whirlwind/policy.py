@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import random
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection
 
 from whirlwind import model as model_view
 from whirlwind import provenance
@@ -41,7 +40,8 @@ def record_result(state: BreakerState, result: str, reason: str) -> BreakerState
 
 def describe_breaker(state: BreakerState) -> str:
     """Operator-facing reason why an application is blocked."""
-    return f"{state.failures} consecutive failures; last: {state.reason}"
+    count = "1 failure" if state.failures == 1 else f"{state.failures} consecutive failures"
+    return f"{count}; last: {state.reason}"
 
 
 def get_refusal(
@@ -65,108 +65,6 @@ def get_refusal(
     if app.life != model_view.ALIVE:
         return f"application is {app.life}"
     return None
-
-
-def get_not_ready_reason(
-    application: str,
-    view: model_view.ModelView,
-    settings: settings_mod.AgentSettings,
-    *,
-    breakers: Mapping[str, BreakerState],
-    busy_units: Collection[str],
-    in_flight_apps: Collection[str],
-    check_breaker: bool = True,
-) -> str | None:
-    """Why `application` cannot get a replacement right now, or None when it is ready."""
-    refusal = get_refusal(application, view, settings)
-    if refusal is not None:
-        return refusal
-    breaker = breakers.get(application, BreakerState())
-    if check_breaker and breaker.is_open(settings.max_consecutive_failures):
-        return describe_breaker(breaker)
-    if application in in_flight_apps:
-        return "a replacement is in flight"
-    if view.count_healthy(application) < 1:
-        return "no healthy unit"
-    if not get_candidates(view.get_units(application), busy_units):
-        return "no unit can be replaced"
-    return None
-
-
-def get_ready_services(
-    view: model_view.ModelView,
-    settings: settings_mod.AgentSettings,
-    *,
-    breakers: Mapping[str, BreakerState],
-    busy_units: Collection[str],
-    in_flight_apps: Collection[str],
-) -> list[str]:
-    """Targets that may get a replacement now, in configured order."""
-    return [
-        app
-        for app in settings.services
-        if get_not_ready_reason(
-            app,
-            view,
-            settings,
-            breakers=breakers,
-            busy_units=busy_units,
-            in_flight_apps=in_flight_apps,
-        )
-        is None
-    ]
-
-
-def get_next_service(
-    services: Sequence[str], ready: Collection[str], last: str | None
-) -> str | None:
-    """Round-robin: the first ready service after `last` in configured order (wrapping)."""
-    if not services:
-        return None
-    start = services.index(last) + 1 if last in services else 0
-    for offset in range(len(services)):
-        candidate = services[(start + offset) % len(services)]
-        if candidate in ready:
-            return candidate
-    return None
-
-
-def get_next_due(
-    last_run: datetime.datetime | None, agent_started: datetime.datetime, interval: int
-) -> datetime.datetime:
-    """When the interval timer fires next: `interval` after the last run (or the agent's start)."""
-    base = last_run if last_run is not None else agent_started
-    return base + datetime.timedelta(seconds=interval)
-
-
-def get_candidates(
-    units: Sequence[model_view.UnitState], busy_units: Collection[str]
-) -> list[model_view.UnitState]:
-    """Units that may be replaced: principal, alive, and not part of an operation in flight."""
-    return [
-        u
-        for u in units
-        if u.life == model_view.ALIVE and not u.subordinate and u.name not in busy_units
-    ]
-
-
-def choose_victim(
-    candidates: Sequence[model_view.UnitState],
-    strategy: settings_mod.Strategy,
-    rng: random.Random,
-) -> model_view.UnitState | None:
-    """The unit to replace: the oldest, or a random one.
-
-    Juju numbers an application's units from a sequence that never goes back (state
-    application.go newUnitName -> sequence), so the lowest number is the oldest unit: no
-    status history is needed to tell ages apart within one application.
-    """
-    if not candidates:
-        return None
-    ordered = sorted(candidates, key=lambda u: u.number)
-    if strategy == "random":
-        return rng.choice(ordered)
-    return ordered[0]
 
 
 @dataclasses.dataclass(frozen=True)

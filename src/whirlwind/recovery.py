@@ -109,7 +109,8 @@ def plan_adoption(
     else:
         # The ADD started when the new unit was born: the original settle deadline.
         step, reason = journal_mod.SETTLE, ""
-        deadline = (born or now) + datetime.timedelta(seconds=settings.settle_timeout)
+        timeout = settings.policy_for(foreign.service).settle_timeout
+        deadline = (born or now) + datetime.timedelta(seconds=timeout)
     machine = old.machine_id
     return Adoption(
         op_id=foreign.op_id,

@@ -47,34 +47,40 @@ def create_plan(
     view: model_view.ModelView,
     *,
     service: str,
-    victim: model_view.UnitState,
+    victim: model_view.UnitState | None,
     trigger: str,
     dry_run: bool,
     token: str,
     now: datetime.datetime,
 ) -> journal_mod.Operation:
-    """Journal step PLAN: the victim and the facts recovery needs (numbers, machine, health)."""
+    """Journal step PLAN: the victim and the facts recovery needs (numbers, machine, health).
+
+    Without a victim the operation only adds a unit (the unit count was short).
+    """
     units = view.get_units(service)
-    machine = victim.machine_id
+    machine = victim.machine_id if victim is not None else None
     op = journal.create_operation(
         token=token,
         trigger=trigger,
         service=service,
-        old_unit=victim.name,
+        old_unit=victim.name if victim is not None else None,
         at=now,
         dry_run=dry_run,
         max_unit_number=max((u.number for u in units), default=-1),
         healthy_at_start=view.count_healthy(service),
         old_machine=machine,
         old_machine_dedicated=(
-            machine is not None and policy.is_dedicated_machine(view, machine, victim.name)
+            victim is not None
+            and machine is not None
+            and policy.is_dedicated_machine(view, machine, victim.name)
         ),
     )
+    what = f"replace {victim.name}" if victim is not None else "add a unit"
     logger.info(
-        "operation %s (%s): replace %s of %s (%d healthy)",
+        "operation %s (%s): %s of %s (%d healthy)",
         op.id,
         trigger,
-        victim.name,
+        what,
         service,
         op.healthy_at_start,
     )
@@ -214,9 +220,12 @@ class Replacer:
 
     async def _plan(self, op: journal_mod.Operation) -> journal_mod.Operation:
         if op.dry_run:
-            logger.info("DRY-RUN: would replace %s with a new unit", op.old_unit)
+            if op.old_unit is None:
+                logger.info("DRY-RUN: would add a unit to %s", op.service)
+            else:
+                logger.info("DRY-RUN: would replace %s with a new unit", op.old_unit)
             return self._finish(op, journal_mod.DRY_RUN, "dry run: nothing changed")
-        settle_timeout = self._get_settings().settle_timeout
+        settle_timeout = self._get_settings().policy_for(op.service).settle_timeout
         return self._step(op, journal_mod.ADD, deadline=self._in(settle_timeout))
 
     async def _add_recovering(self, op: journal_mod.Operation) -> journal_mod.Operation:
@@ -247,7 +256,7 @@ class Replacer:
 
     async def _settle_recovering(self, op: journal_mod.Operation) -> journal_mod.Operation:
         """SETTLE after a restart: the original deadline, but time to watch one settle period."""
-        least = self._get_settings().settle_period + RECHECK
+        least = self._get_settings().policy_for(op.service).settle_period + RECHECK
         if self._remaining(op.deadline) < least:
             op = self._journal.update(op, self._now(), deadline=self._in(least))
         return await self._settle(op)
@@ -323,7 +332,7 @@ class Replacer:
         mark = self._view.status_requests
         while True:
             now = self._now()
-            settle_period = self._get_settings().settle_period
+            settle_period = self._get_settings().policy_for(op.service).settle_period
             if self._backend.connected:
                 view = self._view
                 unit = view.get_unit(new)
@@ -357,7 +366,7 @@ class Replacer:
                 await self._backend.wait_synced(RECHECK)
                 continue
             if remaining <= 0:
-                timeout = self._get_settings().settle_timeout
+                timeout = self._get_settings().policy_for(op.service).settle_timeout
                 reason = f"new unit {new} did not settle within {timeout}s"
                 if not seen:
                     reason = f"new unit {new} never showed up within {timeout}s"
@@ -538,12 +547,14 @@ class Replacer:
             return f"machine {machine_id} kept: it is a controller"
         if self._view.get_units_on_machine(machine_id):
             return f"machine {machine_id} kept: it hosts other units"
-        logger.info("operation %s: removing empty machine %s", op.id, machine_id)
+        # A machine whose agent is down cannot take itself down: only force removes it.
+        force = machine_id in self._view.down_machines
+        logger.info("operation %s: removing empty machine %s (force=%s)", op.id, machine_id, force)
         deadline = self._in(min(CLEANUP_GRACE, self._get_settings().remove_timeout))
         try:
             await self._call(
                 f"destroy machine {machine_id}",
-                lambda: self._backend.destroy_machine(machine_id),
+                lambda: self._backend.destroy_machine(machine_id, force=force),
                 deadline,
             )
         except backend_mod.NotFoundError:

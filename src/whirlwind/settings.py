@@ -101,28 +101,17 @@ class AgentSettings:
             settle_timeout=self.settle_timeout,
             remove_timeout=self.remove_timeout,
         )
-        _require_at_most("heal-after", self.heal_after, policies_mod.MAX_AGE)
-        _require_at_most("max-age", self.max_age, policies_mod.MAX_AGE)
-        if self.heal_after < 0 or self.max_age < 0:
-            raise SettingsError("heal-after and max-age must be 0 or more")
-        if not 0 < self.heal_max_unhealthy <= 1:
-            raise SettingsError(
-                "heal-max-unhealthy must be a fraction above 0 and at most 1, "
-                f"got {self.heal_max_unhealthy}"
-            )
-        for application, _overrides in self.policies:
-            if application not in self.services:
-                raise SettingsError(f"policies: {application}: not in services")
-            policy = self.policy_for(application)
-            try:
-                check_timings(
-                    interval=policy.interval,
-                    settle_period=policy.settle_period,
-                    settle_timeout=policy.settle_timeout,
-                    remove_timeout=policy.remove_timeout,
-                )
-            except SettingsError as exc:
-                raise SettingsError(f"policies: {application}: {exc}") from None
+        check_lifecycle(
+            services=self.services,
+            interval=self.interval,
+            settle_period=self.settle_period,
+            settle_timeout=self.settle_timeout,
+            remove_timeout=self.remove_timeout,
+            heal_after=self.heal_after,
+            heal_max_unhealthy=self.heal_max_unhealthy,
+            max_age=self.max_age,
+            policies=self.policies,
+        )
         for name, most in (
             ("status_poll_interval", MAX_STATUS_POLL_INTERVAL),
             ("max_consecutive_failures", MAX_CONSECUTIVE_FAILURES),
@@ -238,6 +227,75 @@ def check_timings(
         )
 
 
+def check_lifecycle(
+    *,
+    services: tuple[str, ...],
+    interval: int,
+    settle_period: int,
+    settle_timeout: int,
+    remove_timeout: int,
+    heal_after: int,
+    heal_max_unhealthy: float,
+    max_age: int,
+    policies: tuple[tuple[str, policies_mod.Overrides], ...],
+) -> None:
+    """Raise SettingsError naming the application and key when the lifecycle policy is wrong."""
+    _require_at_most("heal-after", heal_after, policies_mod.MAX_AGE)
+    _require_at_most("max-age", max_age, policies_mod.MAX_AGE)
+    if heal_after < 0 or max_age < 0:
+        raise SettingsError("heal-after and max-age must be 0 or more")
+    if not 0 < heal_max_unhealthy <= 1:
+        raise SettingsError(
+            "heal-max-unhealthy must be a fraction above 0 and at most 1, "
+            f"got {heal_max_unhealthy}"
+        )
+    for application, own in policies:
+        if application not in services:
+            raise SettingsError(f"policies: {application}: not in services")
+        try:
+            check_timings(
+                interval=interval if own.interval is None else own.interval,
+                settle_period=settle_period if own.settle_period is None else own.settle_period,
+                settle_timeout=(
+                    settle_timeout if own.settle_timeout is None else own.settle_timeout
+                ),
+                remove_timeout=remove_timeout,
+            )
+        except SettingsError as exc:
+            raise SettingsError(f"policies: {application}: {exc}") from None
+
+
+def parse_lifecycle(data: Mapping[str, Any], services: tuple[str, ...]) -> dict[str, Any]:
+    """AgentSettings keyword arguments from the lifecycle options present in `data`.
+
+    The same keys in the charm's config and the agent's settings file: heal, heal-after,
+    heal-max-unhealthy, max-age (durations: seconds or 90s, 10m, 12h, 7d) and policies (YAML
+    text or a mapping of application to overrides).
+    """
+    kwargs: dict[str, Any] = {}
+    if "heal" in data:
+        kwargs["heal"] = _get_bool(data, "heal")
+    try:
+        for option in ("heal-after", "max-age"):
+            if option in data:
+                kwargs[option.replace("-", "_")] = policies_mod.parse_duration(
+                    data[option], option, most=policies_mod.MAX_AGE
+                )
+        kwargs["policies"] = tuple(
+            policies_mod.parse_policies(data.get("policies"), services).items()
+        )
+    except policies_mod.PolicyError as exc:
+        raise SettingsError(str(exc)) from None
+    if "heal-max-unhealthy" in data:
+        value = data["heal-max-unhealthy"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(
+                f"heal-max-unhealthy must be a fraction such as 0.5, got {value!r}"
+            )
+        kwargs["heal_max_unhealthy"] = float(value)
+    return kwargs
+
+
 def _require_positive(option: str, value: int) -> None:
     if value <= 0:
         raise SettingsError(f"{option} must be greater than 0, got {value}")
@@ -334,26 +392,7 @@ def parse_settings(
             kwargs[option.replace("-", "_")] = _get_int(data, option)
     if "dry-run" in data:
         kwargs["dry_run"] = _get_bool(data, "dry-run")
-    if "heal" in data:
-        kwargs["heal"] = _get_bool(data, "heal")
-    try:
-        for option in ("heal-after", "max-age"):
-            if option in data:
-                kwargs[option.replace("-", "_")] = policies_mod.parse_duration(
-                    data[option], option, most=policies_mod.MAX_AGE
-                )
-        kwargs["policies"] = tuple(
-            policies_mod.parse_policies(data.get("policies"), kwargs["services"]).items()
-        )
-    except policies_mod.PolicyError as exc:
-        raise SettingsError(str(exc)) from None
-    if "heal-max-unhealthy" in data:
-        value = data["heal-max-unhealthy"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SettingsError(
-                f"heal-max-unhealthy must be a fraction such as 0.5, got {value!r}"
-            )
-        kwargs["heal_max_unhealthy"] = float(value)
+    kwargs.update(parse_lifecycle(data, kwargs["services"]))
     if "paused" in data and data["paused"] is not None:
         kwargs["paused"] = _get_bool(data, "paused")
     for option in ("state-dir", "control-socket"):

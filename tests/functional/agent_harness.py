@@ -407,9 +407,7 @@ class InProcessAgent:
         if self.task is not None and self.task.done():
             self.task.result()  # an engine that died must fail the test at once
         status = await self.engine.get_status()
-        return bool(status["connected"]) and (
-            status["paused"] or status["next-due"] is not None or not self.settings.services
-        )
+        return bool(status["connected"]) and bool(status["ready"])
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop the engine (operations in flight stay journaled), the backend and the journal."""
@@ -502,7 +500,7 @@ class AgentProcess:
             status = await self.call("status")
         except (control.AgentUnavailableError, control.ControlError):
             return False
-        return bool(status["connected"]) and (status["paused"] or status["next-due"] is not None)
+        return bool(status["connected"]) and bool(status["ready"])
 
     async def call(self, command: str, timeout: float | None = None, **args: Any) -> Any:
         """One control request, without blocking the event loop the fake runs in."""

@@ -56,7 +56,7 @@ async def test_cli_replaces_rotates_reloads_and_stops_cleanly(
     assert "unknown-service: no application 'no-such-app' in the model" in unknown_error
     assert status["connected"] is True
     assert replaced["result"] == "ok"
-    assert (replaced["old-unit"], replaced["new-unit"]) == (f"{ALPHA}/0", f"{ALPHA}/2")
+    assert (replaced["old-unit"], replaced["new-unit"]) == (f"{ALPHA}/1", f"{ALPHA}/2")
     assert dry["result"] == "dry-run"
     assert paused["paused"] is True
     assert [op["id"] for op in recent] == [op["id"] for op in history[:2]]

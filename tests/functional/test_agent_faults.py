@@ -19,7 +19,7 @@ from tests.functional import agent_harness as harness
 from tests.functional import conftest
 
 APP = "wsgi-example"
-OLD = f"{APP}/0"
+OLD = f"{APP}/1"  # the oldest unit that is not the leader (unit 0)
 NEW = f"{APP}/3"
 HOLD = 0.5  # seconds a held call stays unanswered (the fault strikes meanwhile)
 
@@ -91,7 +91,7 @@ async def test_replacement_survives_connection_fault(
         # The call cut off never reached Juju: it was made once more after the reconnect.
         method = "AddUnits" if point == "add-call" else "DestroyUnit"
         assert len(fake.calls_to("Application", method)) == 2
-    assert harness.units_of(fake, APP) == {f"{APP}/1", f"{APP}/2", NEW}
+    assert harness.units_of(fake, APP) == {f"{APP}/0", f"{APP}/2", NEW}
     checker.assert_final(agent.history())
 
 

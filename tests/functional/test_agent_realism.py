@@ -19,6 +19,8 @@ from tests.functional import conftest
 
 APP = "wsgi-example"
 NEW = f"{APP}/3"
+# The oldest unit that is not the leader (unit 0 leads): voluntary work takes it first.
+OLD = f"{APP}/1"
 
 
 @pytest.mark.parametrize("lag", [0.0, 0.3, 2.0], ids=["lag-0ms", "lag-300ms", "lag-2s"])
@@ -40,7 +42,7 @@ async def test_replacement_ends_ok_without_leaks_under_delta_lag(
     await fake.wait_delivered(10)
     result = request.result()
 
-    assert (result["result"], result["old-unit"], result["new-unit"]) == ("ok", f"{APP}/0", NEW)
+    assert (result["result"], result["old-unit"], result["new-unit"]) == ("ok", f"{APP}/1", NEW)
     assert len(fake.calls_to("Application", "AddUnits")) == 1
     assert len(fake.calls_to("Application", "DestroyUnit")) == 1
     checker.assert_final(agent.history())
@@ -62,9 +64,9 @@ async def test_destroy_of_a_unit_already_gone_is_done_at_once(
     )
     # An operator removes the old unit; the agent hears of it only much later.
     fake.set_delta_lag(8.0)
-    fake.lifecycle.destroy_unit(f"{APP}/0", force=False, max_wait=None)
-    await pump.until(lambda: f"{APP}/0" not in fake.model.units, what="old unit gone")
-    stale = agent.backend.model.get_unit(f"{APP}/0")
+    fake.lifecycle.destroy_unit(OLD, force=False, max_wait=None)
+    await pump.until(lambda: OLD not in fake.model.units, what="old unit gone")
+    stale = agent.backend.model.get_unit(OLD)
 
     await pump.until(request.done, timeout=25, what="replacement finished")
     fake.set_delta_lag(0.0)
@@ -78,9 +80,9 @@ async def test_destroy_of_a_unit_already_gone_is_done_at_once(
     assert "remove-force" not in [s["step"] for s in result["steps"]]
     destroys = fake.calls_to("Application", "DestroyUnit")
     assert [c.params["units"][0]["force"] for c in destroys] == [False]
-    assert destroys[0].params["units"][0]["unit-tag"] == "unit-wsgi-example-0"
-    checker.initial_units[APP].discard(f"{APP}/0")  # removed by the operator, not the agent
-    assert harness.units_of(fake, APP) == {f"{APP}/1", f"{APP}/2", NEW}
+    assert destroys[0].params["units"][0]["unit-tag"] == "unit-wsgi-example-1"
+    checker.initial_units[APP].discard(OLD)  # removed by the operator, not the agent
+    assert harness.units_of(fake, APP) == {f"{APP}/0", f"{APP}/2", NEW}
 
 
 async def test_charm_without_status_is_replaceable_and_settle_restarts_on_every_break(
@@ -104,7 +106,7 @@ async def test_charm_without_status_is_replaceable_and_settle_restarts_on_every_
     destroyed_at: list[float] = []
 
     def old_unit_dying() -> None:
-        old = fake.model.units.get(f"{APP}/0")
+        old = fake.model.units.get(OLD)
         if not destroyed_at and (old is None or old.life != "alive"):
             destroyed_at.append(loop.time())
 

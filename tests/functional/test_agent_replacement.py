@@ -36,13 +36,13 @@ async def test_replace_now_replaces_oldest_unit_make_before_break(
     result = request.result()
 
     assert result["result"] == "ok"
-    assert result["old-unit"] == f"{APP}/0"
+    assert result["old-unit"] == f"{APP}/1"  # unit 0 leads: last
     assert result["new-unit"] == f"{APP}/3"
     assert result["trigger"] == "replace-now"
     assert [s["step"] for s in result["steps"]] == [
         "plan", "add", "settle", "remove", "cleanup", "done",
     ]  # fmt: skip
-    assert harness.units_of(fake, APP) == {f"{APP}/1", f"{APP}/2", f"{APP}/3"}
+    assert harness.units_of(fake, APP) == {f"{APP}/0", f"{APP}/2", f"{APP}/3"}
     annotations = fake.state()["units"][f"{APP}/3"]["annotations"]
     assert harness.annotated_with(fake, f"{APP}/3", result["id"])
     # Born stays; the operation's marks come off once it has finished.
@@ -79,7 +79,7 @@ async def test_interval_rotates_round_robin_over_services_and_touches_nothing_el
     assert {op["result"] for op in history} == {"ok"}
     assert {op["trigger"] for op in history} == {"interval"}
     # The oldest unit goes first (the seeded units' machines are an hour old).
-    assert [op["old-unit"] for op in oldest_first] == ["alpha/0", "beta/0", "gamma/0"]
+    assert [op["old-unit"] for op in oldest_first] == ["alpha/1", "beta/1", "gamma/1"]
     assert harness.units_of(fake, "bystander") | harness.units_of(fake, harness.OWN_APP) == (
         untouched
     )

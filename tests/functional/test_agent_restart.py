@@ -26,9 +26,9 @@ from tests.functional import agent_harness as harness
 from tests.functional import conftest
 
 APP = "wsgi-example"
-OLD = f"{APP}/0"
+OLD = f"{APP}/1"  # the oldest unit that is not the leader (unit 0)
 NEW = f"{APP}/3"
-OLD_MACHINE = "0"
+OLD_MACHINE = "1"
 FOREVER = 3600.0  # a held call is never answered before the kill
 TOOK_EFFECT_HOLD = 1.0  # long enough to stop the agent before the held call goes through
 
@@ -159,10 +159,10 @@ async def test_kill_9_then_restart_finishes_or_rolls_back(
     assert steps[-1] == "done"
     assert "recover" in steps
     if point.result == "ok":
-        assert harness.units_of(fake, APP) == {f"{APP}/1", f"{APP}/2", NEW}
+        assert harness.units_of(fake, APP) == {f"{APP}/0", f"{APP}/2", NEW}
         assert OLD_MACHINE not in fake.model.machines
     else:
-        assert harness.units_of(fake, APP) == {OLD, f"{APP}/1", f"{APP}/2"}
+        assert harness.units_of(fake, APP) == {f"{APP}/0", OLD, f"{APP}/2"}
     if point.step == "add":
         # Exactly one new unit: the one added before the kill was adopted, or none was.
         expected_adds = 2 if point.name == "add-call-in-flight" else 1

@@ -71,7 +71,7 @@ async def test_failing_new_unit_is_rolled_back_and_old_unit_kept(
 
     assert result["result"] == "rolled-back"
     assert result["reason"] == reason
-    assert result["old-unit"] == f"{APP}/0"
+    assert result["old-unit"] == f"{APP}/1"
     assert result["new-unit"] == NEW
     assert [s["step"] for s in result["steps"]] == [
         "plan", "add", "settle", "rollback", "done",
@@ -85,7 +85,7 @@ async def test_failing_new_unit_is_rolled_back_and_old_unit_kept(
     if force:
         assert request_params["max-wait"] == 0
     # The old unit was never asked to go.
-    assert fake.state()["units"][f"{APP}/0"]["life"] == "alive"
+    assert fake.state()["units"][f"{APP}/1"]["life"] == "alive"
     checker.assert_final(agent.history())
 
 
@@ -183,7 +183,7 @@ async def test_old_unit_stuck_dying_is_removed_with_force(
 ):
     fake = await fake_juju_factory({APP: 3, harness.OWN_APP: 1})
     checker = harness.InvariantChecker(fake, [APP])
-    fake.stuck_dying(f"{APP}/0")
+    fake.stuck_dying(f"{APP}/1")
     agent = await agent_factory(fake, (APP,), remove_timeout=2)
     request = asyncio.create_task(agent.replace_now(APP))
 
@@ -206,7 +206,7 @@ async def test_forced_removal_is_awaited_for_its_max_wait(
 ):
     fake = await fake_juju_factory({APP: 3, harness.OWN_APP: 1})
     checker = harness.InvariantChecker(fake, [APP])
-    fake.stuck_dying(f"{APP}/0")
+    fake.stuck_dying(f"{APP}/1")
     agent = await agent_factory(fake, (APP,), remove_timeout=1)
     request = asyncio.create_task(agent.replace_now(APP))
 

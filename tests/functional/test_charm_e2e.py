@@ -369,17 +369,17 @@ async def test_the_charms_actions_drive_the_live_agent(
     assert agent_resumed is not None
     assert agent_resumed["paused"] is False
     assert (replaced["old-unit"], replaced["new-unit"], replaced["result"]) == (
-        f"{TARGET}/0",
+        f"{TARGET}/1",  # the oldest unit that is not the leader (unit 0)
         f"{TARGET}/3",
         "ok",
     )
     assert (replaced["service"], replaced["trigger"]) == (TARGET, "replace-now")
-    assert f"{TARGET}/0: ok" in unit.ctx.action_logs
-    assert harness.units_of(fake, TARGET) == {f"{TARGET}/1", f"{TARGET}/2", f"{TARGET}/3"}
+    assert f"{TARGET}/1: ok" in unit.ctx.action_logs
+    assert harness.units_of(fake, TARGET) == {f"{TARGET}/0", f"{TARGET}/2", f"{TARGET}/3"}
     annotations = fake.state()["units"][f"{TARGET}/3"]["annotations"]
     assert harness.annotated_with(fake, f"{TARGET}/3", replaced["operation-id"])
     assert set(annotations) == {policy.BORN_ANNOTATION}  # the marks came off at the end
-    assert state.unit_status.message.endswith(f"; last {TARGET}/0 -> {TARGET}/3 ok")
+    assert state.unit_status.message.endswith(f"; last {TARGET}/1 -> {TARGET}/3 ok")
     checker.assert_final(await unit.history())
 
 
@@ -427,7 +427,7 @@ async def test_config_changes_reach_the_agent_by_sighup_mid_settle(
     assert (mid["interval"], mid["dry-run"]) == (7200, True)
     assert mid["in-flight"]["step"] == "settle"
     assert [(op["id"], op["result"]) for op in history] == [(started["operation-id"], "ok")]
-    assert (history[0]["old-unit"], history[0]["new-unit"]) == (f"{TARGET}/0", f"{TARGET}/3")
+    assert (history[0]["old-unit"], history[0]["new-unit"]) == (f"{TARGET}/1", f"{TARGET}/3")
     assert state.unit_status.message.startswith(
         f"Dry-run: watching {TARGET}, {OTHER}; every 2h; next {TARGET} at "
     )
@@ -484,7 +484,7 @@ async def test_leadership_moves_the_agent_to_the_new_leader(
     assert (in_flight["step"], in_flight["new-unit"]) == ("settle", f"{TARGET}/3")
     # What the new leader has to go on: the op annotations on both units in the model.
     units = fake.state()["units"]
-    assert units[f"{TARGET}/0"]["annotations"][policy.OP_ANNOTATION] == in_flight["id"]
+    assert units[f"{TARGET}/1"]["annotations"][policy.OP_ANNOTATION] == in_flight["id"]
     assert units[f"{TARGET}/3"]["annotations"][policy.OP_ANNOTATION] == in_flight["id"]
 
 
@@ -513,5 +513,5 @@ async def test_the_new_leader_finishes_what_was_in_flight(
         in_flight["new-unit"],
     )
     assert [(op["id"], op["result"]) for op in history] == [(in_flight["id"], "ok")]
-    assert harness.units_of(fake, TARGET) == {f"{TARGET}/1", f"{TARGET}/2", f"{TARGET}/3"}
+    assert harness.units_of(fake, TARGET) == {f"{TARGET}/0", f"{TARGET}/2", f"{TARGET}/3"}
     checker.assert_final(history)

@@ -150,8 +150,13 @@ class InMemoryBackend:
         timings: Timings | None = None,
         is_controller_model: bool = False,
         delta_lag: float = 0.2,
+        status_poll_interval: float | None = 60.0,
     ) -> None:
         self.timings = timings or Timings()
+        # As the real backend: a FullStatus poll at start and then every this many seconds
+        # (lost agents and leadership show only there). None: only when asked.
+        self.status_poll_interval = status_poll_interval
+        self._poller: asyncio.Task[None] | None = None
         # As in Juju, a change reaches the view this long after it happened (and so after the
         # call that made it has answered).
         self.delta_lag = delta_lag
@@ -173,6 +178,9 @@ class InMemoryBackend:
         self._connected = True
         self._reconnected = asyncio.Event()
         self._lost: set[str] = set()
+        # Each application's leader (FullStatus `leader: true`); unit 0 at set-up, and the
+        # lowest-numbered live unit once the leader is gone.
+        self._leaders: dict[str, str] = {}
         # Fault hooks.
         self.next_unit_faults: list[str] = []
         self.stuck_dying: set[str] = set()
@@ -201,12 +209,22 @@ class InMemoryBackend:
         return self._connected
 
     async def start(self) -> None:
-        """Nothing to connect: mark started."""
+        """Nothing to connect: mark started and start polling status."""
         self.started = True
+        if self.status_poll_interval is not None and self._poller is None:
+            self._poller = asyncio.ensure_future(self._poll(self.status_poll_interval))
 
     async def stop(self) -> None:
-        """Mark stopped."""
+        """Mark stopped and stop polling."""
         self.started = False
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+
+    async def _poll(self, every: float) -> None:
+        while True:
+            self._publish_status()
+            await asyncio.sleep(every)
 
     async def wait_synced(self, timeout: float) -> bool:
         """True at once when connected, else after a reconnect within `timeout`."""
@@ -317,6 +335,8 @@ class InMemoryBackend:
             self._apps[name] = {"name": name, "life": model_view.ALIVE, "subordinate": subordinate}
             self._emit("application", self._apps[name])
             names = [self._create_unit(name, healthy=True) for _ in range(units)]
+            if names and not subordinate:
+                self._leaders[name] = names[0]
             for number, when in (born or {}).items():
                 tag = model_view.unit_tag(f"{name}/{number}")
                 self._annotations.setdefault(tag, {})["whirlwind/born"] = when.isoformat()
@@ -496,6 +516,7 @@ class InMemoryBackend:
             app["units"][name] = {
                 "workload-status": {"status": workload},
                 "agent-status": {"status": agent},
+                "leader": self._leaders.get(str(info["application"])) == name,
             }
         self._model.apply_full_status({"applications": applications, "machines": {}}, request)
 
@@ -576,6 +597,9 @@ class InMemoryBackend:
         if info is None:
             return
         self._lost.discard(name)
+        application = str(info["application"])
+        if self._leaders.get(application) == name:
+            self._elect(application)
         tag = model_view.unit_tag(name)
         self._annotations.pop(tag, None)
         for sub in [n for n, u in self._units.items() if u.get("principal") == name]:
@@ -592,6 +616,25 @@ class InMemoryBackend:
             asyncio.get_running_loop().call_later(
                 self.timings.machine_remove, self._remove_machine, machine_id
             )
+
+    def _elect(self, application: str) -> None:
+        live = [
+            (int(n.split("/")[1]), n)
+            for n, u in self._units.items()
+            if u["application"] == application and u["life"] == model_view.ALIVE
+        ]
+        if live:
+            self._leaders[application] = min(live)[1]
+        else:
+            self._leaders.pop(application, None)
+
+    def set_leader(self, unit: str) -> None:
+        """Move the application's leadership to `unit` (seen at the next status poll)."""
+        self._leaders[str(self._units[unit]["application"])] = unit
+
+    def get_leader(self, application: str) -> str | None:
+        """The application's leader now."""
+        return self._leaders.get(application)
 
     def _remove_machine(self, machine_id: str) -> None:
         if self._units_on(machine_id):
@@ -643,6 +686,7 @@ class Agent:
             return await self.task
         finally:
             self.journal.close()
+            await self.engine._backend.stop()
 
     def history(self) -> list[journal_mod.Operation]:
         """Every operation, oldest first."""
@@ -659,6 +703,7 @@ async def start_agent(
 ) -> Agent:
     """Open the journal in `state_dir` and start an engine on `backend`."""
     settings = make_settings(state_dir, **overrides)
+    await backend.start()  # as the CLI does: polling status in the background
     journal = journal_mod.Journal(
         state_dir / journal_mod.JOURNAL_FILE, on_commit=on_commit, durable=False
     )

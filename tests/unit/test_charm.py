@@ -113,6 +113,109 @@ def test_invalid_config_blocks_and_stops_the_agent(
     assert not fake_workload.running
 
 
+def test_lifecycle_options_reach_the_settings(ctx: testing.Context, fake_workload: FakeWorkload):
+    config = {
+        "services": "wsgi-example, db",
+        "heal": False,
+        "heal-after": "5m",
+        "heal-max-unhealthy": 0.3,
+        "max-age": "7d",
+        "max-in-flight": 2,
+        "policies": "wsgi-example: {units: 3, max-age: 2d}\ndb: {storage: allow, heal: true}\n",
+    }
+
+    ctx.run(ctx.on.config_changed(), leader_state(config=config))
+
+    rendered = fake_workload.settings
+    assert rendered is not None
+    assert (rendered.heal, rendered.heal_after, rendered.heal_max_unhealthy) == (False, 300, 0.3)
+    assert (rendered.max_age, rendered.max_in_flight) == (7 * 86400, 2)
+    assert rendered.policy_for("wsgi-example").units == 3
+    assert rendered.policy_for("wsgi-example").max_age == 2 * 86400
+    assert rendered.policy_for("db").storage == "allow"
+    assert rendered.policy_for("db").heal is True  # the override wins over heal=false
+    assert rendered.policy_for("db").max_age == 7 * 86400
+
+
+def test_lifecycle_defaults(ctx: testing.Context, fake_workload: FakeWorkload):
+    ctx.run(ctx.on.config_changed(), leader_state(config={"services": "wsgi-example"}))
+
+    rendered = fake_workload.settings
+    assert rendered is not None
+    assert (rendered.heal, rendered.heal_after, rendered.heal_max_unhealthy) == (True, 600, 0.5)
+    assert (rendered.max_age, rendered.max_in_flight, rendered.policies) == (0, 1, ())
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"heal-after": "ten minutes"},
+            "heal-after: 'ten minutes' is not a duration (use seconds or 90s, 10m, 12h, 7d)",
+        ),
+        (
+            {"max-age": "-1d"},
+            "max-age: '-1d' is not a duration (use seconds or 90s, 10m, 12h, 7d)",
+        ),
+        ({"max-age": "99999d"}, "max-age: must be at most 3650 days, got '99999d'"),
+        (
+            {"heal-max-unhealthy": 1.5},
+            "heal-max-unhealthy must be a fraction above 0 and at most 1, got 1.5",
+        ),
+        ({"max-in-flight": 0}, "max-in-flight must be a whole number 1..100, got 0"),
+        ({"policies": "app: [unclosed"}, "policies: not valid YAML at line 1"),
+        ({"policies": "- app"}, "policies: expected a mapping of application to overrides"),
+        (
+            {"policies": "other: {units: 2}"},
+            "policies: other: not in services (add it there first)",
+        ),
+        (
+            {"policies": "app: {units: many}"},
+            "policies: app: units: expected a whole number 1..1000, got 'many'",
+        ),
+        (
+            {"policies": "app: {units: 0}"},
+            "policies: app: units: expected a whole number 1..1000, got 0",
+        ),
+        (
+            {"policies": "app: {colour: red}"},
+            "policies: app: unknown key 'colour' (known: interval, max-age, heal, heal-after, "
+            "settle-period, settle-timeout, units, storage, min-healthy)",
+        ),
+        (
+            {"policies": "app: {storage: keep}"},
+            "policies: app: storage: expected skip or allow, got 'keep'",
+        ),
+        (
+            {"policies": "app: {heal: maybe}"},
+            "policies: app: heal: expected true or false, got 'maybe'",
+        ),
+        (
+            {"policies": "app: {min-healthy: 150%}"},
+            "policies: app: min-healthy: must be between 0% and 100%, got '150%'",
+        ),
+        ({"policies": "app: {interval: 0}"}, "policies: app: interval: must be greater than 0"),
+        (
+            {"policies": "app: {settle-period: 1h}"},
+            "policies: app: settle-period (3600s) must be shorter than settle-timeout (1800s)",
+        ),
+        (
+            {"policies": "app: {max-age: 1y}"},
+            "policies: app: max-age: '1y' is not a duration (use seconds or 90s, 10m, 12h, 7d)",
+        ),
+    ],
+)
+def test_bad_lifecycle_options_block_naming_application_and_key(
+    ctx: testing.Context, fake_workload: FakeWorkload, config: dict[str, Any], message: str
+):
+    fake_workload.running = True
+
+    out = ctx.run(ctx.on.config_changed(), leader_state(config={"services": "app", **config}))
+
+    assert out.unit_status == testing.BlockedStatus(f"Invalid config: {message}")
+    assert not fake_workload.running
+
+
 def test_invalid_config_blocks_non_leaders_too(ctx: testing.Context):
     out = ctx.run(ctx.on.config_changed(), leader_state(leader=False, config={"interval": -1}))
 
@@ -479,6 +582,27 @@ BLOCKED = "Blocked on repeated failures of x: run resume or replace-now"
                      id="paused-since-the-action-not-the-agent-start"),
         pytest.param(config_of(services="wsgi-example"), charm.PauseState(True, None),
                      agent_status(paused=True), ops.ActiveStatus("Paused"), id="paused"),
+        pytest.param(config_of(services="wsgi-example"), charm.PauseState(),
+                     agent_status(**{"next-due": "2026-11-22T10:04:00Z", "next-trigger": "heal",
+                                     "next-service": "wsgi-example"}),
+                     ops.ActiveStatus("Watching wsgi-example; every 10m; "
+                                      "next heal wsgi-example at 10:04 UTC"), id="next-heal"),
+        pytest.param(config_of(services="wsgi-example"), charm.PauseState(True, None),
+                     agent_status(paused=True, **{"next-due": "2026-11-22T10:04:00Z",
+                                                  "next-trigger": "heal",
+                                                  "next-service": "wsgi-example"}),
+                     ops.ActiveStatus("Paused; next heal wsgi-example at 10:04 UTC"),
+                     id="healing-while-paused"),
+        pytest.param(config_of(services="a b"), charm.PauseState(),
+                     agent_status(**{"notes": {"a": ["mass failure: 3 of 4 units broken (more "
+                                                     "than 50%): not healing",
+                                                     "rotate: skipped a/0 has storage"],
+                                               "b": ["4 live units, more than units: 3 "
+                                                     "(nothing automatic)"]}}),
+                     ops.ActiveStatus("Watching a, b; every 10m; a: mass failure: 3 of 4 units "
+                                      "broken (more than 50%): not healing; b: 4 live units, "
+                                      "more than units: 3 (nothing automatic)"),
+                     id="planner-notes"),
         pytest.param(config_of(services="wsgi-example"), charm.PauseState(),
                      agent_status(**{"in-flight": IN_FLIGHT, "last": LAST_OK,
                                      "next-due": "2026-11-22T10:04:00Z",

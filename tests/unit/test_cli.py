@@ -261,7 +261,7 @@ def test_run_once_replaces_one_unit_and_exits_0(
 
     assert code == cli.EXIT_OK
     (backend,) = backends
-    assert backend.get_live_units("app") == ["app/1", "app/2"]
+    assert backend.get_live_units("app") == ["app/0", "app/2"]  # app/0 leads: it goes last
     assert backend.started is False  # stopped again
     journal = journal_mod.Journal(short_dir / journal_mod.JOURNAL_FILE)
     assert [op.result for op in journal.get_history(5)] == ["ok"]

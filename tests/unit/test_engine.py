@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.unit import inmemory_backend as imb
-from whirlwind import control, policy
+from whirlwind import control, planner
 from whirlwind import engine as engine_mod
 from whirlwind import journal as journal_mod
 
@@ -45,8 +45,8 @@ def test_interval_replaces_round_robin_over_targets(tmp_path: pathlib.Path) -> N
         ("web", "interval", "ok"),
         ("app", "interval", "ok"),
     ]
-    # One interval apart, oldest unit first (app/2 is the replacement of app/0).
-    assert [op.old_unit for op in history] == ["app/0", "web/0", "app/1"]
+    # One interval apart, oldest first and the leader (unit 0) last of its generation.
+    assert [op.old_unit for op in history] == ["app/1", "web/1", "app/0"]
     assert (history[1].started - history[0].started).total_seconds() == 600
     assert backend.get_live_units("app") == ["app/2", "app/3"]
     assert backend.get_live_units("other") == ["other/0"]
@@ -83,7 +83,7 @@ def test_circuit_breaker_stops_work_after_consecutive_failures(tmp_path: pathlib
     assert added_while_blocked == 3
     assert after["blocked-services"] == {}
     assert results == ["rolled-back", "rolled-back", "rolled-back", "ok"]
-    assert backend.get_live_units("app") == ["app/1", "app/5"]
+    assert backend.get_live_units("app") == ["app/0", "app/5"]
 
 
 def test_successful_replace_now_resets_the_breaker(tmp_path: pathlib.Path) -> None:
@@ -157,14 +157,14 @@ def test_replace_now_without_wait_returns_at_once_then_busy(tmp_path: pathlib.Pa
     assert started == {
         "id": history[0]["id"],
         "service": "app",
-        "old-unit": "app/0",
+        "old-unit": "app/1",
         "result": "started",
     }
     assert busy_code == control.BUSY
     assert status["in-flight"] == {
         "id": started["id"],
         "service": "app",
-        "old-unit": "app/0",
+        "old-unit": "app/1",
         "new-unit": None,
         "step": "plan",
         "started": imb.EPOCH.isoformat(),
@@ -297,7 +297,7 @@ def test_reload_mid_operation_keeps_in_flight_work(tmp_path: pathlib.Path) -> No
     assert (same_controller, credentials) == (False, True)
     assert (history[0].service, history[0].result) == ("app", "ok")
     assert (history[1].service, history[1].result) == ("web", "dry-run")
-    assert backend.get_live_units("app") == ["app/1", "app/2"]
+    assert backend.get_live_units("app") == ["app/0", "app/2"]
     assert backend.get_live_units("web") == ["web/0", "web/1"]
 
 
@@ -315,7 +315,7 @@ def test_dry_run_setting_records_dry_run_without_changes(tmp_path: pathlib.Path)
 
     history = imb.run_virtual(scenario())
 
-    assert [(op.result, op.old_unit) for op in history] == [("dry-run", "app/0")] * 2
+    assert [(op.result, op.old_unit) for op in history] == [("dry-run", "app/1")] * 2
     assert backend.calls == []
 
 
@@ -324,14 +324,14 @@ def test_a_bad_cycle_is_logged_and_the_loop_goes_on(
 ) -> None:
     backend = _backend(("app", 2))
     failures = [RuntimeError("boom")]
-    choose = policy.choose_victim
+    make_plan = planner.make_plan
 
     def explode(*args: Any) -> Any:
         if failures:
             raise failures.pop()
-        return choose(*args)
+        return make_plan(*args)
 
-    monkeypatch.setattr(policy, "choose_victim", explode)
+    monkeypatch.setattr(planner, "make_plan", explode)
 
     async def scenario() -> list[journal_mod.Operation]:
         agent = await imb.start_agent(backend, tmp_path)
@@ -383,6 +383,7 @@ def test_status_reports_targets_unknown_services_and_schedule(tmp_path: pathlib.
     assert status == {
         "version": "0.1.0",
         "connected": True,
+        "ready": True,
         "paused": False,
         "paused-since": None,
         "dry-run": False,
@@ -392,6 +393,8 @@ def test_status_reports_targets_unknown_services_and_schedule(tmp_path: pathlib.
         "interval": 600,
         "next-due": (imb.EPOCH + datetime.timedelta(seconds=600)).isoformat(),
         "next-service": "app",
+        "next-trigger": "interval",
+        "notes": {"ghost": ["not in the model"]},
         "in-flight": None,
         "last": None,
     }
@@ -401,6 +404,7 @@ def test_oldest_unit_is_the_lowest_number_and_costs_no_call(tmp_path: pathlib.Pa
     backend = imb.InMemoryBackend()
     backend.add_application("app", 4)
     backend.set_unit_status("app/0", "blocked")  # not a candidate for the count, still alive
+    backend.set_leader("app/3")
 
     async def scenario() -> tuple[str | None, list[str]]:
         agent = await imb.start_agent(backend, tmp_path)

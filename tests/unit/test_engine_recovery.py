@@ -33,7 +33,7 @@ def _make_backend(scenario: str) -> imb.InMemoryBackend:
     if scenario == "hook-error-stuck":
         backend.stuck_dying.add("app/3")
     elif scenario == "stuck-dying":
-        backend.stuck_dying.add("app/0")
+        backend.stuck_dying.add("app/1")  # the victim: app/0 leads, so it goes last
     elif scenario == "machines-stay":
         backend.machines_stay = True
     return backend
@@ -119,7 +119,7 @@ def _check_consistent(
         assert op.result == journal_mod.OK
         assert op.new_unit is not None
         assert backend.added == [op.new_unit]
-        assert live == ["app/1", "app/2", op.new_unit]
+        assert live == ["app/0", "app/2", op.new_unit]
 
 
 @pytest.mark.parametrize(
@@ -238,4 +238,4 @@ def test_a_new_leader_finishes_or_rolls_back_what_the_old_one_left(
         if scenario == "hook-error":
             assert live == INITIAL, where
         else:
-            assert live == ["app/1", "app/2", backend.added[0]], where
+            assert live == ["app/0", "app/2", backend.added[0]], where
