@@ -115,6 +115,11 @@ class Engine:
         return self._settings
 
     @property
+    def plan(self) -> planner.Plan | None:
+        """The planner's latest plan: what is due, what holds work back, what comes next."""
+        return self._plan
+
+    @property
     def paused(self) -> bool:
         """Whether new work is paused."""
         return self._paused

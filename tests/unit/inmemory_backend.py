@@ -387,6 +387,26 @@ class InMemoryBackend:
         info["agent-status"] = _status(agent)
         self._emit("unit", info)
 
+    def remove_by_operator(self, unit: str) -> None:
+        """`juju remove-unit`: the unit goes after `timings.remove` (not one of our calls)."""
+        info = self._units.get(unit)
+        if info is None or info["life"] != model_view.ALIVE:
+            return
+        info["life"] = model_view.DYING
+        self._emit("unit", info)
+        asyncio.get_running_loop().call_later(self.timings.remove, self._remove_unit, unit)
+
+    def is_healthy_now(self, unit: str) -> bool:
+        """The truth (not the agent's late view): alive, active/idle and not lost."""
+        info = self._units.get(unit)
+        return (
+            info is not None
+            and info["life"] == model_view.ALIVE
+            and info["workload-status"]["current"] == "active"
+            and info["agent-status"]["current"] == "idle"
+            and unit not in self._lost
+        )
+
     def set_lost(self, unit: str, lost: bool = True) -> None:
         """Make the unit's agent lost (or back), as a status poll would show."""
         if lost:
