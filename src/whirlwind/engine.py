@@ -25,7 +25,7 @@ REPLACE_NOW = "replace-now"
 RECOVERY = "recovery"
 # The history's name of each planner trigger (the rotation was, and stays, "interval").
 TRIGGER_NAMES = {
-    planner.HEAL: "heal",
+    planner.HEAL: recovery.HEAL_TRIGGER,
     planner.COUNT: "count",
     planner.AGE: "age",
     planner.ROTATE: INTERVAL,
@@ -250,6 +250,13 @@ class Engine:
                     f"({foreign.old_unit.name} -> {foreign.new_unit.name}): {refusal}"
                 )
         hold = recovery.get_hold(self._settings, self._paused, view)
+        if hold == recovery.PAUSED:
+            # Healing goes on while paused (it has its own switch): so does finishing a heal.
+            healing = [
+                op for op in unfinished if recovery.may_heal_while_paused(op, self._settings)
+            ]
+            unfinished = [op for op in unfinished if op not in healing]
+            self._take_up(healing, [])
         if hold is not None:
             waiting = [f"{op.id} on {op.service} at step {op.step}" for op in unfinished]
             waiting += [f"{f.op_id} on {f.service} (another agent's)" for f in adoptable]
@@ -259,6 +266,13 @@ class Engine:
             self._recovery_due = bool(waiting)
             return
         self._recovery_due = False
+        self._take_up(unfinished, adoptable)
+
+    def _take_up(
+        self, unfinished: list[journal_mod.Operation], adoptable: list[policy.ForeignOperation]
+    ) -> None:
+        """Launch our own operations left in flight and adopt another agent's."""
+        view = self._backend.model
         for op in unfinished:
             logger.warning(
                 "recovering operation %s on %s (%s) at step %s",

@@ -1,7 +1,8 @@
 """Pure decisions for work left in flight: whether it may be taken up now, and how.
 
 Recovery (the agent's own journal) and adoption (an operation a previous leader left in the
-model) are mutating paths like any other: they obey pause and dry-run, adoption only takes
+model) are mutating paths like any other: they obey pause (but for a heal of our own, which
+pause does not hold while heal is on, as for new heals) and dry-run, adoption only takes
 operations on target applications that are provably Whirlwind's own (signed), and the
 controller model and Whirlwind's own application are never touched.
 """
@@ -19,6 +20,7 @@ from whirlwind import settings as settings_mod
 
 PAUSED = "paused"
 DRY_RUN = "dry-run"
+HEAL_TRIGGER = "heal"  # the journal's name of the planner's heal trigger
 
 
 def get_hold(
@@ -34,6 +36,11 @@ def get_hold(
     if settings.dry_run:
         return DRY_RUN
     return None
+
+
+def may_heal_while_paused(op: journal_mod.Operation, settings: settings_mod.AgentSettings) -> bool:
+    """Whether an unfinished operation is a heal that pause does not hold (heal is on)."""
+    return op.trigger == HEAL_TRIGGER and settings.policy_for(op.service).heal
 
 
 def why_not_adopt(

@@ -8,6 +8,7 @@ import itertools
 import pathlib
 
 from tests.unit import inmemory_backend as imb
+from whirlwind import control
 from whirlwind import journal as journal_mod
 from whirlwind.planner import age
 
@@ -122,3 +123,48 @@ def test_the_leader_goes_last_when_every_unit_is_past_max_age(tmp_path: pathlib.
     )
     starts = [op.started for op in history[:UNITS]]
     assert min((b - a).total_seconds() for a, b in itertools.pairwise(starts)) >= INTERVAL
+
+
+def _crash(agent: imb.Agent) -> None:
+    agent.task.cancel()
+    agent.journal.close()
+
+
+def test_a_heal_left_in_flight_is_finished_while_paused_a_rotation_is_not(
+    tmp_path: pathlib.Path,
+) -> None:
+    backend = imb.InMemoryBackend()
+    backend.add_application("app", 3)
+    backend.add_application("web", 3)
+
+    async def scenario() -> tuple[list[journal_mod.Operation], list[str]]:
+        agent = await imb.start_agent(
+            backend, tmp_path, services=("app", "web"), heal_after=60, max_in_flight=2
+        )
+        backend.set_unit_status("app/1", "error", message='hook failed: "update-status"')
+        await imb.wait_until(
+            lambda: any(op.step == "settle" for op in agent.journal.get_unfinished())
+        )
+        await agent.engine.replace_now(control.ReplaceNowRequest("web", wait=False))
+        await imb.wait_until(lambda: len(agent.journal.get_unfinished()) == 2)
+        _crash(agent)
+        await asyncio.sleep(1)
+        again = await imb.start_agent(
+            backend, tmp_path, services=("app", "web"), heal_after=60, paused=True
+        )
+        await imb.wait_until(
+            lambda: {op.service for op in again.journal.get_unfinished()} == {"web"}
+        )
+        await asyncio.sleep(3600)
+        left = [op.service for op in again.journal.get_unfinished()]
+        history = again.history()
+        await again.stop()
+        return history, left
+
+    history, left = imb.run_virtual(scenario())
+
+    heal = next(op for op in history if op.service == "app")
+    assert (heal.old_unit, heal.result) == ("app/1", "ok")
+    assert "recover" in [s.step for s in heal.steps]
+    assert left == ["web"]  # the replace-now waits for resume
+    assert "app/1" not in backend.get_live_units("app")
