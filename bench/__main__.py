@@ -25,6 +25,9 @@ QUICK = harness.Options(
     deltas=5000,
     batch=250,
     warmup=0.5,
+    heals=2,
+    heal_after=2,
+    heal_poll_interval=2,
 )
 
 
@@ -46,6 +49,16 @@ def _parse_args(argv: list[str]) -> tuple[harness.Options, argparse.Namespace]:
     parser.add_argument("--batch", type=int, help=f"deltas per batch, default {defaults.batch}")
     parser.add_argument("--warmup", type=float, help=f"default {defaults.warmup}")
     parser.add_argument(
+        "--heals", type=int, help=f"heals per kind (error, lost), default {defaults.heals}"
+    )
+    parser.add_argument("--heal-after", type=int, help=f"default {defaults.heal_after}")
+    parser.add_argument(
+        "--heal-poll-interval",
+        type=int,
+        help="the agent's status-poll-interval in the lost-agent heals,"
+        f" default {defaults.heal_poll_interval}",
+    )
+    parser.add_argument(
         "--phases",
         default=",".join(harness.PHASES),
         help=f"comma-separated subset of {','.join(harness.PHASES)} (default: all)",
@@ -63,10 +76,16 @@ def _parse_args(argv: list[str]) -> tuple[harness.Options, argparse.Namespace]:
         "deltas": args.deltas,
         "batch": args.batch,
         "warmup": args.warmup,
+        "heals": args.heals,
+        "heal_after": args.heal_after,
+        "heal_poll_interval": args.heal_poll_interval,
     }
     options = dataclasses.replace(options, **{k: v for k, v in overrides.items() if v is not None})
-    if min(options.replacements, options.deltas, options.batch, options.big_units) < 1:
+    counts = (options.replacements, options.deltas, options.batch, options.big_units)
+    if min(*counts, options.heals) < 1:
         parser.error("counts must be 1 or more")
+    if options.heal_after < 0 or options.heal_poll_interval < 1:
+        parser.error("--heal-after must be 0 or more, --heal-poll-interval 1 or more")
     phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
     unknown = sorted(set(phases) - set(harness.PHASES))
     if unknown or not phases:

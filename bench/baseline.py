@@ -11,6 +11,15 @@ it prints one JSON line per event on stdout (`{"event": ..., "t": epoch seconds,
   and poll full status every 0.5 s until it is gone.
 - `idle`: `Model.connect()`, then poll full status every 0.5 s until SIGTERM, as the original
   tool did between its runs.
+- `heal`: `Model.connect()`, then poll full status every 0.5 s until SIGTERM; a unit of the
+  application seen broken (workload `error`, agent `error` or `lost`; a down machine's units
+  show as lost) is remembered from the first poll that saw it so, and forgotten when a poll
+  sees it otherwise; at the first poll where one has been broken for `--heal-after`
+  seconds, the one broken longest is replaced as in `replace` (`add_unit()`, full status
+  every 0.5 s until the new unit settled), then removed with `Unit.destroy(force=True,
+  max_wait=0)` (`juju remove-unit --force --no-wait`: a unit in error or with a lost agent
+  never runs its stop hooks, so a removal without force never ends) and full status every
+  0.5 s until it is gone; then it polls on.
 """
 
 from __future__ import annotations
@@ -91,6 +100,60 @@ async def _replace(model: juju_model.Model, application: str, settle: float) -> 
     _emit("done", old=old.name, new=new)
 
 
+def _is_broken(unit: Any) -> bool:
+    """A unit in full status whose hook failed or whose agent is lost (or machine down)."""
+    return unit.workload_status.status == "error" or unit.agent_status.status in (
+        "error",
+        "lost",
+    )
+
+
+async def _heal_unit(
+    model: juju_model.Model, application: str, old: str, before: int, settle: float
+) -> None:
+    _emit("start", old=old)
+    added = await model.applications[application].add_unit()
+    if not added:
+        raise RuntimeError(f"add_unit() on {application} returned no unit")
+    new = added[0].name
+    _emit("added", new=new)
+    await _wait_settled(model, application, new, before, settle)
+    _emit("settled", new=new)
+    unit = model.units.get(old)
+    if unit is None:
+        raise RuntimeError(f"{old} is not in the model")
+    await unit.destroy(force=True, max_wait=0)
+    await _wait_gone(model, application, old)
+    _emit("done", old=old, new=new)
+
+
+async def _heal(
+    model: juju_model.Model, application: str, heal_after: float, settle: float
+) -> None:
+    stopping = _stop_on_sigterm()
+    broken_since: dict[str, float] = {}
+    while not stopping.is_set():
+        units = _units_in_status(await model.get_status(), application)
+        now = time.monotonic()
+        broken = {name for name, unit in units.items() if _is_broken(unit)}
+        for name in sorted(broken - broken_since.keys()):
+            _emit("broken", unit=name)
+        broken_since = {name: broken_since.get(name, now) for name in broken}
+        due = [name for name in broken if now - broken_since[name] >= heal_after]
+        if due:
+            old = min(due, key=lambda name: broken_since[name])
+            await _heal_unit(model, application, old, len(units), settle)
+            broken_since.pop(old, None)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stopping.wait(), POLL)
+
+
+def _stop_on_sigterm() -> asyncio.Event:
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    return stopping
+
+
 async def _run(options: argparse.Namespace, info: dict[str, Any]) -> None:
     model = juju_model.Model()
     await model.connect(
@@ -108,8 +171,10 @@ async def _run(options: argparse.Namespace, info: dict[str, Any]) -> None:
                 await _replace(model, options.application, options.settle_period)
                 await asyncio.sleep(options.pause)
             return
-        stopping = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+        if options.mode == "heal":
+            await _heal(model, options.application, options.heal_after, options.settle_period)
+            return
+        stopping = _stop_on_sigterm()
         while not stopping.is_set():
             await model.get_status()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -123,11 +188,14 @@ def main() -> None:
     """Parse the command line and run the baseline."""
     parser = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__)
     parser.add_argument("--connect", required=True, help="JSON file with the fake's details")
-    parser.add_argument("mode", choices=["replace", "idle"])
+    parser.add_argument("mode", choices=["replace", "idle", "heal"])
     parser.add_argument("--application", default="wsgi-example")
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--settle-period", type=float, default=2.0)
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between replacements")
+    parser.add_argument(
+        "--heal-after", type=float, default=600.0, help="seconds a unit stays broken before a heal"
+    )
     options = parser.parse_args()
     info = json.loads(pathlib.Path(options.connect).read_text(encoding="utf-8"))
     asyncio.run(_run(options, info))

@@ -26,6 +26,7 @@ PING = "Pinger.Ping"
 NEXT = "AllWatcher.Next"
 FULL_STATUS = "Client.FullStatus"
 DESTROY_UNIT = "Application.DestroyUnit"
+ADD_UNITS = "Application.AddUnits"
 # Batch delivery times kept per watcher (the most recent ones).
 BATCH_TIMES_KEPT = 1000
 
@@ -231,6 +232,57 @@ def delivered_healthy_count(taps: Iterable[WatcherTap], unit: str, before: float
     )
 
 
+def first_delivered(
+    taps: Iterable[WatcherTap], unit: str, after: float, workload: str
+) -> float | None:
+    """When a watcher first handed out `unit` with `workload` status at or after `after`.
+
+    The earliest over every watcher (a reconnect makes a second one): the side could have
+    known from then on. None when no watcher delivered such a state.
+    """
+    times = [
+        state.time
+        for tap in taps
+        for state in tap.units.get(unit, ())
+        if state.time >= after and state.workload == workload
+    ]
+    return min(times) if times else None
+
+
+def pick_victim(controller: fake_server.FakeJujuController, application: str) -> str | None:
+    """The lowest-numbered settled unit of `application` that is not the leader.
+
+    Settled here means alive, active/idle in the fake and its agent running; the leader is
+    left alone so that breaking a unit never moves the lease (a lost leader's lease expires
+    after 60 s and another unit then runs leader-elected).
+    """
+    leader = controller.model.leaders.get(application)
+    candidates = sorted(
+        (
+            unit
+            for unit in controller.model.units.values()
+            if unit.application == application
+            and unit.name != leader
+            and unit.life == "alive"
+            and not unit.agent_lost
+            and (unit.workload.current, unit.agent.current) == ("active", "idle")
+        ),
+        key=lambda unit: unit.number,
+    )
+    return candidates[0].name if candidates else None
+
+
+def all_settled(controller: fake_server.FakeJujuController, application: str, count: int) -> bool:
+    """Whether `application` has exactly `count` units, each alive, active/idle, not lost."""
+    units = [u for u in controller.model.units.values() if u.application == application]
+    return len(units) == count and all(
+        unit.life == "alive"
+        and not unit.agent_lost
+        and (unit.workload.current, unit.agent.current) == ("active", "idle")
+        for unit in units
+    )
+
+
 def tap_watchers(
     controller: fake_server.FakeJujuController, targets: Collection[str] = ()
 ) -> dict[str, WatcherTap]:
@@ -275,7 +327,8 @@ def _all_delivered(
     )
 
 
-async def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `predicate` every 5 ms (real time) until it holds; TimeoutError after `timeout`."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -329,7 +382,7 @@ async def churn(
             workload = fake_model.Status("active", f"churn {index}", now)
             model.put_unit(dataclasses.replace(unit, workload=workload), history=False)
         sent += size
-        await _wait(
+        await wait_until(
             functools.partial(_all_delivered, taps, offsets, application, sent),
             timeout,
             f"{sent} deltas to be delivered and applied",

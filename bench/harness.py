@@ -11,10 +11,12 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
 import pathlib
+import random
 import signal
 import statistics
 import sys
@@ -26,6 +28,7 @@ import bench
 from bench import fakes, procstat
 from tests.fakejuju import server as fake_server
 from whirlwind import control
+from whirlwind import journal as journal_mod
 from whirlwind import settings as settings_mod
 
 logger = logging.getLogger(__name__)
@@ -35,14 +38,25 @@ BIG = "big"
 READY_TIMEOUT = 120.0
 REPLACE_TIMEOUT = 300.0
 STOP_TIMEOUT = 15.0
+# The agent's default status-poll-interval (AgentSettings), used unless a phase says otherwise.
+DEFAULT_STATUS_POLL = 60
+# The baseline's full-status poll interval (bench/baseline.py POLL).
+BASELINE_POLL = 0.5
+# Seed of the random moments at which the heal phase breaks units.
+HEAL_SEED = 1
 
 
-PHASES = ("replace", "idle", "memory")
+PHASES = ("replace", "idle", "memory", "heal")
 _PHASE_TITLES = {
     "replace": "{o.replacements} replacements, settle-period {o.settle_period}s",
     "idle": "idle window of {o.idle_window:g}s",
     "memory": "{o.big_units:,} units, {o.deltas:,} deltas",
+    "heal": "{o.heals} heals of a hook error and {o.heals} of a lost agent, heal-after"
+    " {o.heal_after}s",
 }
+# The kinds of breakage the heal phase measures, in the order it runs them.
+ERROR = "error"
+LOST = "lost"
 
 Say = Callable[[str], None]
 
@@ -63,6 +77,11 @@ class Options:
     batch: int = 1000
     # Quiet time after start-up before a window or a memory reading begins (seconds).
     warmup: float = 1.0
+    # Heal phase: heals per kind (hook error, lost agent), heal-after (s), and the agent's
+    # status-poll-interval (s) in the lost runs (the error runs keep the default, 60 s).
+    heals: int = 5
+    heal_after: int = 5
+    heal_poll_interval: int = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +144,70 @@ class Memory:
 
 
 @dataclasses.dataclass(frozen=True)
+class Heal:
+    """One heal of a broken unit as the fake saw it; times are time.time()."""
+
+    kind: str  # ERROR or LOST
+    broken_unit: str
+    new_unit: str
+    heal_after: float
+    # When the fake applied the fault (error_unit / lose_unit had returned).
+    applied: float
+    # Arrival of the side's AddUnits call.
+    added: float
+    # ERROR: when a watcher of the side was first handed the unit in error. LOST: None.
+    delivered: float | None
+    # Arrival of the first Client.FullStatus after the fault (the first that could show it).
+    first_status: float | None
+    # From the fault to the end of the heal (broken unit gone, new unit settled).
+    duration: float
+    calls: Mapping[str, int]
+
+    @property
+    def reaction(self) -> float:
+        """AddUnits arrival minus (the fault + heal-after), seconds."""
+        return self.added - self.applied - self.heal_after
+
+    @property
+    def reaction_from_delivery(self) -> float | None:
+        """AddUnits arrival minus (the error delta's delivery + heal-after), seconds."""
+        if self.delivered is None:
+            return None
+        return self.added - self.delivered - self.heal_after
+
+    @property
+    def reaction_from_status(self) -> float | None:
+        """AddUnits arrival minus (the first full status after the fault + heal-after)."""
+        if self.first_status is None:
+            return None
+        return self.added - self.first_status - self.heal_after
+
+    @property
+    def total_calls(self) -> int:
+        """Every call from the fault to the end of the heal (pings are never counted)."""
+        return sum(self.calls.values())
+
+    @property
+    def calls_without_next(self) -> int:
+        """Calls other than the AllWatcher.Next long polls."""
+        return self.total_calls - self.calls.get(fakes.NEXT, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class HealPhase:
+    """The heals of one side, and the status poll interval it used in the lost runs."""
+
+    heal_after: float
+    poll_interval: float
+    error: tuple[Heal, ...]
+    lost: tuple[Heal, ...]
+
+    def of(self, kind: str) -> tuple[Heal, ...]:
+        """The heals of one kind (ERROR or LOST)."""
+        return self.error if kind == ERROR else self.lost
+
+
+@dataclasses.dataclass(frozen=True)
 class SideResult:
     """Everything measured for one side."""
 
@@ -132,6 +215,7 @@ class SideResult:
     replacements: tuple[Replacement, ...]
     idle: Idle | None
     memory: Memory | None
+    heal: HealPhase | None = None
 
     @property
     def median_latency(self) -> float:
@@ -243,11 +327,15 @@ async def run_agent(
     workdir: pathlib.Path,
     options: Options,
     *,
-    status_poll_interval: int = 60,
+    status_poll_interval: int = DEFAULT_STATUS_POLL,
+    heal_after: int | None = None,
 ) -> AsyncIterator[AgentProcess]:
-    """Render settings for `controller` as the charm would, start the agent, stop it after."""
+    """Render settings for `controller` as the charm would, start the agent, stop it after.
+
+    `heal_after` None keeps the default (600 s: nothing breaks outside the heal phase).
+    """
     config, agent_settings = _write_agent_settings(
-        controller, workdir, options, status_poll_interval
+        controller, workdir, options, status_poll_interval, heal_after
     )
     log = workdir / "agent.log"
     proc = await _spawn(agent_command(config), log)
@@ -264,6 +352,7 @@ def _write_agent_settings(
     workdir: pathlib.Path,
     options: Options,
     status_poll_interval: int,
+    heal_after: int | None = None,
 ) -> tuple[pathlib.Path, settings_mod.AgentSettings]:
     """Settings file plus a 0600 password file, as the charm renders them."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -283,6 +372,8 @@ def _write_agent_settings(
         log_level="INFO",
         status_poll_interval=status_poll_interval,
     )
+    if heal_after is not None:
+        agent_settings = dataclasses.replace(agent_settings, heal_after=heal_after)
     password_file = workdir / "password"
     settings_mod.write_file_atomically(password_file, controller.password + "\n", 0o600)
     config = workdir / "settings.yaml"
@@ -491,7 +582,7 @@ async def _baseline_replacements(options: Options, workdir: pathlib.Path, say: S
 
 async def _baseline_idle(options: Options, workdir: pathlib.Path, say: Say) -> Any:
     async with _fake(options) as fake, run_baseline(fake.controller, workdir, "idle"):
-        return await _quiet_window(fake.controller, options, 0.5)
+        return await _quiet_window(fake.controller, options, BASELINE_POLL)
 
 
 async def _baseline_memory(options: Options, workdir: pathlib.Path, say: Say) -> Any:
@@ -502,17 +593,194 @@ async def _baseline_memory(options: Options, workdir: pathlib.Path, say: Say) ->
         return await _big_model(fake, options, baseline.pid)
 
 
+# -- heal --------------------------------------------------------------------------------------
+
+
+def heal_result(
+    controller: fake_server.FakeJujuController,
+    taps: Mapping[str, fakes.WatcherTap],
+    kind: str,
+    broken: str,
+    new: str,
+    heal_after: float,
+    applied: float,
+    end: float,
+) -> Heal:
+    """One heal from the fake's call log and the side's watcher taps, in [applied, end]."""
+    added = fakes.first_call_time(controller, fakes.ADD_UNITS, applied, end)
+    if added is None:
+        raise RuntimeError(f"no AddUnits call while healing {broken}")
+    delivered = None
+    if kind == ERROR:
+        delivered = fakes.first_delivered(taps.values(), broken, applied, "error")
+    return Heal(
+        kind=kind,
+        broken_unit=broken,
+        new_unit=new,
+        heal_after=heal_after,
+        applied=applied,
+        added=added,
+        delivered=delivered,
+        first_status=fakes.first_call_time(controller, fakes.FULL_STATUS, applied, end),
+        duration=end - applied,
+        calls=dict(fakes.count_calls(controller, applied, end)),
+    )
+
+
+async def break_unit(controller: fake_server.FakeJujuController, kind: str) -> tuple[str, float]:
+    """Break a settled unit of the target (not the leader); return it and when it broke.
+
+    The fake applies the fault synchronously: the time taken right after the call is when
+    full status (and the change feed, for an error) shows it.
+    """
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        victim = fakes.pick_victim(controller, TARGET)
+        if victim is not None:
+            try:
+                if kind == ERROR:
+                    controller.error_unit(victim)
+                else:
+                    controller.lose_unit(victim)
+                return victim, time.time()
+            except ValueError:
+                pass  # not settled in the fake's lifecycle yet (a later hook still queued)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no settled unit of {TARGET} to break")
+        await asyncio.sleep(0.05)
+
+
+async def _wait_quiet(fake: _Fake, options: Options, jitter: float) -> None:
+    """Until the target has its units, all settled, every change delivered; then a pause.
+
+    The pause is `options.pause` plus `jitter` seconds: a side that polls decides the next
+    poll after its last heal ended, so without it every fault would come at the same moment
+    of its poll period.
+    """
+    await fakes.wait_until(
+        lambda: fakes.all_settled(fake.controller, TARGET, options.target_units),
+        REPLACE_TIMEOUT,
+        f"{options.target_units} settled units of {TARGET}",
+    )
+    await fake.controller.wait_delivered()
+    await asyncio.sleep(options.pause + jitter)
+
+
+WaitHealed = Callable[[str], Awaitable[tuple[str, float]]]
+
+
+async def _heal_runs(
+    kind: str,
+    fake: _Fake,
+    options: Options,
+    wait_healed: WaitHealed,
+    say: Say,
+    *,
+    poll_period: float,
+) -> tuple[Heal, ...]:
+    """Break a unit `options.heals` times, one after the other; measure each heal.
+
+    Each fault comes a random time (seeded: the same draws on both sides) within
+    `poll_period` after the pause, the status poll period that decides when the side can
+    see it, so that the fault does not always land at the same point of that period.
+    """
+    rng = random.Random(HEAL_SEED)
+    heals: list[Heal] = []
+    for _ in range(options.heals):
+        await _wait_quiet(fake, options, rng.uniform(0.0, poll_period))
+        broken, applied = await break_unit(fake.controller, kind)
+        new, end = await wait_healed(broken)
+        heals.append(
+            heal_result(
+                fake.controller, fake.taps, kind, broken, new, options.heal_after, applied, end
+            )
+        )
+        say(f"  {_describe_heal(heals[-1])}")
+    return tuple(heals)
+
+
+async def _agent_healed(fake: _Fake, agent: AgentProcess, broken: str) -> tuple[str, float]:
+    """Wait until the broken unit is gone and the agent's heal finished; (new unit, end).
+
+    The agent is asked (history) only once the unit is gone from the fake, after its
+    AddUnits: nothing the benchmark does reaches the agent while it decides.
+    """
+    await fakes.wait_until(
+        lambda: broken not in fake.controller.model.units, REPLACE_TIMEOUT, f"{broken} to go"
+    )
+    deadline = time.monotonic() + REPLACE_TIMEOUT
+    while time.monotonic() < deadline:
+        for op in await agent.call("history", limit=10):
+            if op["old-unit"] != broken or op["finished"] is None:
+                continue
+            if op["trigger"] != "heal" or op["result"] != "ok":
+                raise RuntimeError(f"the agent's operation on {broken} was not an ok heal: {op}")
+            finished = journal_mod.from_iso(op["finished"])
+            assert finished is not None
+            return op["new-unit"], finished.timestamp()
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"the agent's heal of {broken} did not finish:\n{_tail(agent.log)}")
+
+
+async def _baseline_healed(baseline: BaselineProcess, broken: str) -> tuple[str, float]:
+    """Wait for the baseline's `done` of the broken unit; (new unit, end)."""
+    done = await baseline.wait_for("done")
+    if done["old"] != broken:
+        raise RuntimeError(f"the baseline healed {done['old']}, not {broken}")
+    return done["new"], done["t"]
+
+
+async def _agent_heals(options: Options, workdir: pathlib.Path, say: Say) -> Any:
+    polls = {ERROR: DEFAULT_STATUS_POLL, LOST: options.heal_poll_interval}
+    # The agent learns of an error from its watcher, of a lost agent from its status poll.
+    jitter = {ERROR: BASELINE_POLL, LOST: options.heal_poll_interval}
+    runs: dict[str, tuple[Heal, ...]] = {}
+    for kind, poll in polls.items():
+        say(f"  {kind}: status-poll-interval {poll}s")
+        async with (
+            _fake(options) as fake,
+            run_agent(
+                fake.controller,
+                workdir / kind,
+                options,
+                status_poll_interval=poll,
+                heal_after=options.heal_after,
+            ) as agent,
+        ):
+            wait = functools.partial(_agent_healed, fake, agent)
+            runs[kind] = await _heal_runs(kind, fake, options, wait, say, poll_period=jitter[kind])
+    return HealPhase(options.heal_after, options.heal_poll_interval, runs[ERROR], runs[LOST])
+
+
+async def _baseline_heals(options: Options, workdir: pathlib.Path, say: Say) -> Any:
+    args = ["heal", "--application", TARGET, "--heal-after", str(options.heal_after)]
+    args += ["--settle-period", str(options.settle_period)]
+    runs: dict[str, tuple[Heal, ...]] = {}
+    for kind in (ERROR, LOST):
+        async with (
+            _fake(options) as fake,
+            run_baseline(fake.controller, workdir / kind, *args) as baseline,
+        ):
+            wait = functools.partial(_baseline_healed, baseline)
+            runs[kind] = await _heal_runs(
+                kind, fake, options, wait, say, poll_period=BASELINE_POLL
+            )
+    return HealPhase(options.heal_after, BASELINE_POLL, runs[ERROR], runs[LOST])
+
+
 _Phase = Callable[[Options, pathlib.Path, Say], Awaitable[Any]]
 _PHASES: Mapping[str, Mapping[str, _Phase]] = {
     "agent": {
         "replace": _agent_replacements,
         "idle": _agent_idle,
         "memory": _agent_memory,
+        "heal": _agent_heals,
     },
     "baseline": {
         "replace": _baseline_replacements,
         "idle": _baseline_idle,
         "memory": _baseline_memory,
+        "heal": _baseline_heals,
     },
 }
 
@@ -520,7 +788,7 @@ _PHASES: Mapping[str, Mapping[str, _Phase]] = {
 async def measure(
     side: str, options: Options, phases: tuple[str, ...], workdir: pathlib.Path, say: Say
 ) -> SideResult:
-    """Run the chosen phases (replace, idle, memory) for one side, each on a fresh fake."""
+    """Run the chosen phases (replace, idle, memory, heal) for one side, each on a fresh fake."""
     results: dict[str, Any] = {}
     for phase in PHASES:
         if phase not in phases:
@@ -532,6 +800,7 @@ async def measure(
         results.get("replace", ()),
         results.get("idle"),
         results.get("memory"),
+        results.get("heal"),
     )
 
 
@@ -544,8 +813,27 @@ def _describe(replacement: Replacement) -> str:
     )
 
 
-def summarize_calls(replacements: tuple[Replacement, ...]) -> collections.Counter[str]:
-    """Calls by Facade.Method summed over all replacements."""
+def _describe_heal(heal: Heal) -> str:
+    if heal.kind == ERROR:
+        source = f"{_ms(heal.reaction_from_delivery)} from the delta"
+    else:
+        seen = None if heal.first_status is None else heal.first_status - heal.applied
+        source = f"first FullStatus {_ms(seen)} after the fault"
+    return (
+        f"{heal.kind} {heal.broken_unit} -> {heal.new_unit}: AddUnits"
+        f" {heal.reaction * 1000:.0f} ms beyond heal-after from the fault ({source}), "
+        f"{heal.total_calls} calls ({heal.calls_without_next} without Next), {heal.duration:.2f}s"
+    )
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+def summarize_calls(
+    replacements: tuple[Replacement, ...] | tuple[Heal, ...],
+) -> collections.Counter[str]:
+    """Calls by Facade.Method summed over all replacements (or heals)."""
     total: collections.Counter[str] = collections.Counter()
     for replacement in replacements:
         total.update(replacement.calls)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
+from collections.abc import Callable
 
 from bench import fakes, harness
 
@@ -13,6 +15,8 @@ LATENCY_TARGET = 0.100
 CALLS_TARGET = 10
 # "Flat": the second 50k deltas may add at most this much resident memory (MiB).
 FLAT_MIB = 2.0
+# A hook error arrives as a watcher delta: AddUnits at most this long after heal-after (s).
+HEAL_ERROR_TARGET = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +57,8 @@ def build_rows(baseline: harness.SideResult, agent: harness.SideResult) -> list[
         rows += _idle_rows(baseline.idle, agent.idle)
     if baseline.memory is not None and agent.memory is not None:
         rows += _memory_rows(baseline.memory, agent.memory)
+    if baseline.heal is not None and agent.heal is not None:
+        rows += _heal_rows(baseline.heal, agent.heal)
     return rows
 
 
@@ -169,6 +175,83 @@ def _memory_rows(baseline: harness.Memory, agent: harness.Memory) -> list[Row]:
     ]
 
 
+def _stat(
+    heals: tuple[harness.Heal, ...],
+    get: Callable[[harness.Heal], float | None],
+    how: Callable[[list[float]], float],
+) -> float:
+    """`how` (median, max) of a per-heal value, in ms; NaN when no heal has it."""
+    values = [v for v in (get(h) for h in heals) if v is not None]
+    return how(values) * 1000 if values else math.nan
+
+
+def _below(value: float, limit: float) -> bool:
+    """Whether `value` (ms) is below `limit` (s); a missing value (NaN) is not."""
+    return not math.isnan(value) and value < limit * 1000
+
+
+def _heal_rows(baseline: harness.HealPhase, agent: harness.HealPhase) -> list[Row]:
+    rows: list[Row] = []
+    error_target = f"< {HEAL_ERROR_TARGET * 1000:.0f} ms"
+    measures: list[tuple[str, Callable[[harness.Heal], float | None]]] = [
+        ("from the fault", lambda h: h.reaction),
+        ("from the delta's delivery", lambda h: h.reaction_from_delivery),
+    ]
+    for label, get in measures:
+        for word, how in (("median", statistics.median), ("worst", max)):
+            value = _stat(agent.error, get, how)
+            rows.append(
+                Row(
+                    f"hook error: AddUnits beyond heal-after, {label}, {word}",
+                    _stat(baseline.error, get, how),
+                    value,
+                    "ms",
+                    error_target,
+                    _below(value, HEAL_ERROR_TARGET),
+                    0,
+                )
+            )
+    poll = agent.poll_interval
+    lost_target = f"<= {poll * 1000:,.0f} ms (one status poll)"
+    for word, how in (("median", statistics.median), ("worst", max)):
+        value = _stat(agent.lost, lambda h: h.reaction, how)
+        rows.append(
+            Row(
+                f"lost agent: AddUnits beyond heal-after, from the fault, {word}",
+                _stat(baseline.lost, lambda h: h.reaction, how),
+                value,
+                "ms",
+                lost_target,
+                not math.isnan(value) and value <= poll * 1000,
+                0,
+            )
+        )
+    for kind, title in ((harness.ERROR, "hook error"), (harness.LOST, "lost agent")):
+        rows.append(
+            Row(
+                f"calls per heal ({title}), median (pings aside)",
+                _median_calls(baseline.of(kind), lambda h: h.total_calls),
+                _median_calls(agent.of(kind), lambda h: h.total_calls),
+                "calls",
+                digits=0,
+            )
+        )
+        rows.append(
+            Row(
+                "  of which not AllWatcher.Next",
+                _median_calls(baseline.of(kind), lambda h: h.calls_without_next),
+                _median_calls(agent.of(kind), lambda h: h.calls_without_next),
+                "calls",
+                digits=0,
+            )
+        )
+    return rows
+
+
+def _median_calls(heals: tuple[harness.Heal, ...], get: Callable[[harness.Heal], int]) -> float:
+    return statistics.median(get(h) for h in heals) if heals else math.nan
+
+
 def render_table(rows: list[Row]) -> str:
     """A Markdown table (readable as plain text too)."""
     lines = [
@@ -200,6 +283,8 @@ def render_breakdowns(baseline: harness.SideResult, agent: harness.SideResult) -
                 f"{side.name}: {memory.units:,} units; {memory.deltas:,} deltas took"
                 f" {memory.churn_seconds:.1f}s; calls meanwhile: {calls or 'none'}"
             )
+        if side.heal is not None:
+            out += _heal_details(side.name, side.heal)
     return "\n".join(out)
 
 
@@ -222,6 +307,49 @@ def _replacement_details(name: str, replacements: tuple[harness.Replacement, ...
         for r in replacements
     ]
     return out
+
+
+def _heal_details(name: str, phase: harness.HealPhase) -> list[str]:
+    out: list[str] = []
+    for kind, heals in ((harness.ERROR, phase.error), (harness.LOST, phase.lost)):
+        if not heals:
+            continue
+        count = len(heals)
+        totals = harness.summarize_calls(heals)
+        out.append(f"{name}: calls per {kind} heal by Facade.Method (mean of {count}):")
+        out += [f"  {call:<42} {n / count:6.1f}" for call, n in totals.most_common()]
+        if kind == harness.ERROR:
+            out.append(
+                f"{name}: each error heal (heal-after {phase.heal_after:g}s; AddUnits beyond"
+                " heal-after from the fault, from the error delta's delivery to the side's"
+                " watcher; the delta's lag; calls; fault to heal done):"
+            )
+            out += [
+                f"  {h.broken_unit} -> {h.new_unit}: {h.reaction * 1000:7.1f} ms,"
+                f" {_ms(h.reaction_from_delivery)} from the delta; delta lag"
+                f" {_ms(None if h.delivered is None else h.delivered - h.applied)};"
+                f" {h.total_calls} calls ({h.calls_without_next} without Next), {h.duration:.2f}s"
+                for h in heals
+            ]
+        else:
+            out.append(
+                f"{name}: each lost-agent heal (heal-after {phase.heal_after:g}s, status poll"
+                f" every {phase.poll_interval:g}s; AddUnits beyond heal-after from the fault;"
+                " the first FullStatus after the fault; AddUnits beyond heal-after from that"
+                " FullStatus; calls; fault to heal done):"
+            )
+            out += [
+                f"  {h.broken_unit} -> {h.new_unit}: {h.reaction * 1000:7.1f} ms; first"
+                f" FullStatus {_ms(_since(h.first_status, h.applied))} after the fault;"
+                f" {_ms(h.reaction_from_status)} from it; {h.total_calls} calls"
+                f" ({h.calls_without_next} without Next), {h.duration:.2f}s"
+                for h in heals
+            ]
+    return out
+
+
+def _since(at: float | None, start: float) -> float | None:
+    return None if at is None else at - start
 
 
 def _ms(seconds: float | None) -> str:

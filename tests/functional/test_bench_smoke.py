@@ -4,7 +4,9 @@ The whole `python -m bench --quick` takes tens of seconds (six interpreter start
 libjuju), so this only checks the parts that depend on the fake's internals: the fake's own
 seeding, the watcher taps (delivery times of the target's unit states, nothing kept for
 other applications), churn through the model's mutation path, the call-log readers, the
-delivered "healthy since" and the report.
+delivered "healthy since", the heal phase's pieces (victim choice, breaking a unit, the error
+delta's delivery, reaction times from the call log, the baseline's broken-unit test on
+libjuju's own status objects) and the report.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import os
 import time
 from typing import Any
 
-from bench import fakes, harness, procstat, report
+import pytest
+from juju.client import client as juju_client
+
+from bench import baseline, fakes, harness, procstat, report
 from tests.fakejuju import helpers
 
 TARGET = "wsgi-example"
@@ -121,6 +126,115 @@ async def test_taps_churn_and_readers_on_the_realistic_fake_and_report_has_every
     assert "latency beyond settle-period, median" in text
     assert "idle calls/hour at the default poll" in text
     assert "13 calls (4 without Next), 3.00s; delta lag 200 ms; active/idle 2x / 3x" in text
+
+
+async def test_heal_pieces_on_the_realistic_fake_and_report_has_the_heal_rows() -> None:
+    controller, taps = await fakes.start_fake(
+        {TARGET: 3}, step_delay=0.01, targets=(TARGET,), delta_lag=(0.005, 0.02)
+    )
+    conn = await helpers.connect(controller)
+    try:
+        watcher_id = (await _rpc(conn, "Client", 8, "WatchAll"))["watcher-id"]
+        await _rpc(conn, "AllWatcher", 3, "Next", watcher_id)
+        task = asyncio.create_task(_watch(conn, watcher_id))
+        try:
+            assert fakes.all_settled(controller, TARGET, 3)
+            assert not fakes.all_settled(controller, TARGET, 2)
+            # Unit 0 leads at start: never the victim.
+            assert controller.model.leaders[TARGET] == f"{TARGET}/0"
+            broken, applied = await harness.break_unit(controller, harness.ERROR)
+            assert broken == f"{TARGET}/1"
+            assert applied <= time.time()
+            assert controller.model.units[broken].workload.current == "error"
+            assert not fakes.all_settled(controller, TARGET, 3)
+            # The error reaches the watcher late, through the feed.
+            await fakes.wait_until(
+                lambda: fakes.first_delivered(taps.values(), broken, applied, "error") is not None,
+                5,
+                "the error delta",
+            )
+            delivered = fakes.first_delivered(taps.values(), broken, applied, "error")
+            assert delivered is not None
+            assert applied < delivered
+            assert fakes.first_delivered(taps.values(), broken, time.time(), "error") is None
+
+            # A side heals: AddUnits, then a full status.
+            added = await _rpc(
+                conn, "Application", 20, "AddUnits", params={"application": TARGET, "num-units": 1}
+            )
+            (new,) = added["units"]
+            status = await _rpc(conn, "Client", 8, "FullStatus", params={"patterns": None})
+            end = time.time()
+            heal = harness.heal_result(
+                controller, taps, harness.ERROR, broken, new, 0.5, applied, end
+            )
+            add_at = fakes.first_call_time(controller, fakes.ADD_UNITS, applied, end)
+            assert add_at is not None
+            assert heal.added == add_at
+            assert heal.delivered == delivered
+            assert heal.reaction == add_at - applied - 0.5
+            assert heal.reaction_from_delivery == add_at - delivered - 0.5
+            assert heal.first_status is not None
+            assert heal.first_status > add_at
+            assert heal.calls[fakes.ADD_UNITS] == 1
+            assert heal.calls[fakes.FULL_STATUS] == 1
+            assert heal.total_calls - heal.calls_without_next == heal.calls.get(fakes.NEXT, 0)
+
+            # A lost agent shows only in full status; the victim is the next settled unit.
+            assert fakes.pick_victim(controller, TARGET) == f"{TARGET}/2"
+            lost, lost_at = await harness.break_unit(controller, harness.LOST)
+            assert lost == f"{TARGET}/2"
+            lost_status = await _rpc(conn, "Client", 8, "FullStatus", params={"patterns": None})
+            assert lost_at < controller.calls[-1].time
+            # No AddUnits since the fault: not a heal.
+            with pytest.raises(RuntimeError, match="no AddUnits call while healing"):
+                harness.heal_result(
+                    controller, taps, harness.LOST, lost, new, 0.0, lost_at, time.time()
+                )
+        finally:
+            task.cancel()
+    finally:
+        await conn.close()
+        await controller.stop()
+    # The baseline decides on libjuju's own FullStatus objects: error and lost are broken.
+    assert _broken_in(status) == {broken}
+    assert _broken_in(lost_status) == {broken, lost}
+
+    lost_one = harness.Heal(
+        harness.LOST, "a/2", "a/4", 5.0, 100.0, 107.5, None, 102.0, 12.0, {fakes.NEXT: 3}
+    )
+    assert lost_one.reaction == 2.5
+    assert lost_one.reaction_from_status == 0.5
+    assert lost_one.reaction_from_delivery is None
+    phase = harness.HealPhase(0.5, 5.0, (heal,), (lost_one,))
+    side = harness.SideResult("agent", (), None, None, phase)
+    rows = report.build_rows(side, side)
+    assert len(rows) == 10
+    by_metric = {row.metric: row for row in rows}
+    worst_lost = by_metric["lost agent: AddUnits beyond heal-after, from the fault, worst"]
+    assert worst_lost.agent == 2500.0
+    assert worst_lost.met
+    assert worst_lost.target == "<= 5,000 ms (one status poll)"
+    text = report.render(side, side)
+    assert "hook error: AddUnits beyond heal-after, from the delta's delivery, median" in text
+    assert (
+        "a/2 -> a/4:  2500.0 ms; first FullStatus 2000 ms after the fault; 500 ms from it" in text
+    )
+
+
+def _broken_in(reply: dict[str, Any]) -> set[str]:
+    """Units of the target the baseline takes for broken in a FullStatus reply (libjuju's)."""
+    status = juju_client.FullStatus.from_json(reply)
+    assert status is not None
+    application = status.applications[TARGET]
+    assert application is not None
+    return {name for name, unit in application.units.items() if baseline._is_broken(unit)}
+
+
+async def _watch(conn: Any, watcher_id: str) -> None:
+    """Keep an AllWatcher.Next outstanding, as every side does."""
+    while True:
+        await _rpc(conn, "AllWatcher", 3, "Next", watcher_id)
 
 
 def _settled(controller: Any, unit: str) -> bool:
