@@ -44,6 +44,7 @@ RETRY_DELAY = 30.0
 _PAUSE_KEY = "pause"
 _INTERVAL_KEY = "interval"
 _VOLUNTARY_KEY = "voluntary"
+_WATCH_KEY = "watches"
 
 Clock = Callable[[], datetime.datetime]
 
@@ -88,7 +89,10 @@ class Engine:
         self._recovery_due = True
         self._noted: set[str] = set()
         # What the planner remembers between cycles: units not healthy, units first seen.
-        self._watches: dict[str, health.Watch] = {}
+        self._watches = health.from_state(journal.get_state(_WATCH_KEY))
+        # When the loop last woke for a change of the model: what it finds broken then has
+        # been broken since that moment (not since the loop looked, a settle pause later).
+        self._changed_at: datetime.datetime | None = None
         self._first_seen: dict[str, datetime.datetime] = {}
         self._plan: planner.Plan | None = None
         self._plan_notes: set[str] = set()
@@ -196,6 +200,7 @@ class Engine:
                 [waiter, changed], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             if changed in done and waiter not in done:
+                self._changed_at = self._now()
                 await asyncio.sleep(SETTLE_DELTAS)
         finally:
             waiter.cancel()
@@ -344,14 +349,18 @@ class Engine:
         settings = self._settings
         now = self._now()
         busy = self._get_busy_units()
-        self._watches = health.track(
+        seen, self._changed_at = min(now, self._changed_at or now), None
+        watches = health.track(
             self._watches,
             view,
             settings.services,
-            now,
+            seen,
             lambda app: settings.policy_for(app).settle_timeout,
             busy,
         )
+        if watches != self._watches:
+            self._journal.set_state(_WATCH_KEY, health.to_state(watches))
+        self._watches = watches
         live = {u for app in settings.services for u in (x.name for x in view.get_units(app))}
         self._first_seen = {u: self._first_seen.get(u, now) for u in live}
         rotation = self._journal.get_state(_INTERVAL_KEY) or {}

@@ -125,8 +125,10 @@ def test_the_leader_goes_last_when_every_unit_is_past_max_age(tmp_path: pathlib.
     assert min((b - a).total_seconds() for a, b in itertools.pairwise(starts)) >= INTERVAL
 
 
-def _crash(agent: imb.Agent) -> None:
+async def _crash(agent: imb.Agent) -> None:
+    """The agent's process goes down: its tasks end where they are; the journal stays."""
     agent.task.cancel()
+    await asyncio.wait([agent.task])
     agent.journal.close()
 
 
@@ -147,7 +149,7 @@ def test_a_heal_left_in_flight_is_finished_while_paused_a_rotation_is_not(
         )
         await agent.engine.replace_now(control.ReplaceNowRequest("web", wait=False))
         await imb.wait_until(lambda: len(agent.journal.get_unfinished()) == 2)
-        _crash(agent)
+        await _crash(agent)
         await asyncio.sleep(1)
         again = await imb.start_agent(
             backend, tmp_path, services=("app", "web"), heal_after=60, paused=True
@@ -168,3 +170,27 @@ def test_a_heal_left_in_flight_is_finished_while_paused_a_rotation_is_not(
     assert "recover" in [s.step for s in heal.steps]
     assert left == ["web"]  # the replace-now waits for resume
     assert "app/1" not in backend.get_live_units("app")
+
+
+def test_a_restart_keeps_the_heal_after_clock(tmp_path: pathlib.Path) -> None:
+    backend = imb.InMemoryBackend()
+    backend.add_application("app", 3)
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        agent = await imb.start_agent(backend, tmp_path, heal_after=600)
+        backend.set_unit_status("app/1", "error", message='hook failed: "update-status"')
+        broke = loop.time()
+        await asyncio.sleep(400)
+        await _crash(agent)
+        again = await imb.start_agent(backend, tmp_path, heal_after=600, interval=86400)
+        await imb.wait_until(lambda: bool(backend.added))
+        await imb.wait_until(lambda: not again.journal.get_unfinished())
+        await again.stop()
+        add = next(c for c in backend.calls if c.method == "add_unit")
+        return add.at - broke
+
+    waited = imb.run_virtual(scenario())
+
+    # Healed 600 s after the break (plus the watcher's lag), not 600 s after the restart.
+    assert 600 <= waited < 610

@@ -239,3 +239,22 @@ def test_subordinates_and_other_applications_are_not_tracked() -> None:
     )
 
     assert list(watches) == ["app/2"]
+
+
+def test_watches_survive_a_round_trip_through_the_journals_json() -> None:
+    watches = {
+        "app/1": health.Watch(None, T0, 'hook failed: "update-status"'),
+        "app/2": health.Watch(T0, None, ""),
+    }
+
+    assert health.from_state(health.to_state(watches)) == watches
+
+
+@pytest.mark.parametrize(
+    "data",
+    [None, [], "x", {"app/1": "x"}, {"app/1": {"broken-since": "yesterday"}}],
+)
+def test_malformed_watch_state_is_dropped_not_fatal(data: object) -> None:
+    restored = health.from_state(data)
+
+    assert all(w.broken_since is None for w in restored.values())

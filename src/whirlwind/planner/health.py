@@ -90,3 +90,44 @@ def track(
                 continue
             watches[unit.name] = Watch(allocating)
     return watches
+
+
+def to_state(watches: Mapping[str, Watch]) -> dict[str, dict[str, str | None]]:
+    """The watch list as JSON (the journal keeps it, so a restart keeps heal-after's clock)."""
+    return {
+        unit: {
+            "allocating-since": _iso(w.allocating_since),
+            "broken-since": _iso(w.broken_since),
+            "reason": w.reason,
+        }
+        for unit, w in watches.items()
+    }
+
+
+def from_state(data: object) -> dict[str, Watch]:
+    """The watch list from `to_state`'s JSON (anything malformed is dropped)."""
+    watches: dict[str, Watch] = {}
+    if not isinstance(data, Mapping):
+        return watches
+    for unit, item in data.items():
+        if isinstance(unit, str) and isinstance(item, Mapping):
+            watches[unit] = Watch(
+                _parse(item.get("allocating-since")),
+                _parse(item.get("broken-since")),
+                str(item.get("reason") or ""),
+            )
+    return watches
+
+
+def _iso(value: datetime.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse(value: object) -> datetime.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
