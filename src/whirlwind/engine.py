@@ -315,11 +315,12 @@ class Engine:
             self._recover()
         plan = self._make_plan()
         async with self._lock:
+            busy = self._get_busy_services()
             for proposal in plan.due():
-                if len(self._in_flight) >= self._settings.max_in_flight:
+                if len(busy) >= self._settings.max_in_flight:
                     break
-                if proposal.service not in self._in_flight:
-                    self._start(proposal)
+                if proposal.service not in busy and self._start(proposal) is not None:
+                    busy.add(proposal.service)
 
     async def _run_once(self) -> bool:
         while self._in_flight:
@@ -373,7 +374,7 @@ class Engine:
             else started,
             paused=self._paused,
             breakers=self._journal.get_breakers(),
-            in_flight=set(self._in_flight),
+            in_flight=self._get_busy_services(),
             busy_units=busy,
             watches=self._watches,
             first_seen=self._first_seen,
@@ -525,6 +526,10 @@ class Engine:
             for unit in (op.old_unit, op.new_unit)
             if unit is not None
         }
+
+    def _get_busy_services(self) -> set[str]:
+        """Applications with an operation running, or left in flight and not taken up yet."""
+        return set(self._in_flight) | {op.service for op in self._journal.get_unfinished()}
 
     def _choose_victim(self, service: str, unit: str | None) -> model_view.UnitState | None:
         """replace-now's unit: the one asked for, else as voluntary work chooses it.
@@ -686,10 +691,16 @@ class Engine:
                 raise control.ControlError(
                     control.BUSY, f"replacement {current.op_id} of {service} is in flight"
                 )
-            if len(self._in_flight) >= self._settings.max_in_flight:
+            busy = self._get_busy_services()
+            if service in busy:
                 raise control.ControlError(
                     control.BUSY,
-                    f"{len(self._in_flight)} replacement(s) in flight (max-in-flight reached)",
+                    f"an operation on {service} was left in flight and is still to be taken up",
+                )
+            if len(busy) >= self._settings.max_in_flight:
+                raise control.ControlError(
+                    control.BUSY,
+                    f"{len(busy)} replacement(s) in flight (max-in-flight reached)",
                 )
             if request.unit is not None:
                 unit = view.get_unit(request.unit)

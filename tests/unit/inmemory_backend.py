@@ -8,6 +8,7 @@ task is waiting, so settle periods and timeouts of minutes take microseconds of 
 from __future__ import annotations
 
 import asyncio
+import gc
 import collections
 import contextlib
 import copy
@@ -101,6 +102,10 @@ def run_virtual(main: Coroutine[Any, Any, T]) -> T:
         if left:
             loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
         loop.run_until_complete(loop.shutdown_asyncgens())
+        # Finalize what is left now (a crashed agent's task whose exception nobody read logs
+        # it with a traceback, and Python 3.11's traceback formatting parses source: run by
+        # the garbage collector in the middle of another parse, that raises SystemError).
+        gc.collect()
         loop.close()
 
 
