@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from whirlwind import windows as windows_mod
+
 DAY = 24 * 3600
 _DURATION = re.compile(r"^\s*([0-9]+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": DAY}
@@ -33,6 +35,7 @@ POLICY_KEYS = (
     "units",
     "storage",
     "min-healthy",
+    "windows",
 )
 
 
@@ -96,6 +99,7 @@ class Overrides:
     units: int | None = None
     storage: str | None = None
     min_healthy: int | None = None
+    windows: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Kebab-case mapping of the values set (the form parse_overrides reads)."""
@@ -148,6 +152,11 @@ def _parse_overrides(application: str, values: Any) -> Overrides:
             if value not in STORAGE_MODES:
                 raise PolicyError(f"{option}: expected skip or allow, got {value!r}")
             found[key] = value
+        elif key == "windows":
+            try:
+                found[key] = windows_mod.parse_windows(value, option).text
+            except windows_mod.WindowError as exc:
+                raise PolicyError(str(exc)) from None
         else:
             found[key] = parse_percent(value, option)
     return Overrides(**{key.replace("-", "_"): value for key, value in found.items()})
@@ -216,3 +225,6 @@ class Policy:
     min_healthy: int | None = None
     # Whether this application keeps its own interval (else: the model-wide rotation).
     own_interval: bool = False
+    # When voluntary work may start (always when empty); healing too with heal_in_windows.
+    windows: windows_mod.Schedule = dataclasses.field(default_factory=windows_mod.Schedule)
+    heal_in_windows: bool = False

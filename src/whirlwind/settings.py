@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from whirlwind import policies as policies_mod
+from whirlwind import windows as windows_mod
 
 # Juju application names: lower-case letters, digits and hyphens; no segment is digits only.
 _APP_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]*[a-z][a-z0-9]*)*$")
@@ -93,6 +94,9 @@ class AgentSettings:
     heal_max_unhealthy: float = 0.5
     max_age: int = 0
     policies: tuple[tuple[str, policies_mod.Overrides], ...] = ()
+    # Change windows (windows.py): when voluntary work may start; "" is always.
+    windows: str = ""
+    heal_in_windows: bool = False
 
     def __post_init__(self) -> None:
         check_timings(
@@ -112,6 +116,10 @@ class AgentSettings:
             max_age=self.max_age,
             policies=self.policies,
         )
+        try:
+            windows_mod.parse_windows(self.windows)
+        except windows_mod.WindowError as exc:
+            raise SettingsError(str(exc)) from None
         for name, most in (
             ("status_poll_interval", MAX_STATUS_POLL_INTERVAL),
             ("max_consecutive_failures", MAX_CONSECUTIVE_FAILURES),
@@ -150,6 +158,8 @@ class AgentSettings:
             storage=pick(own.storage, "skip"),
             min_healthy=own.min_healthy,
             own_interval=own.interval is not None,
+            windows=windows_mod.get_schedule(pick(own.windows, self.windows)),
+            heal_in_windows=self.heal_in_windows,
         )
 
     def to_dict(
@@ -176,6 +186,8 @@ class AgentSettings:
             "heal-after": self.heal_after,
             "heal-max-unhealthy": self.heal_max_unhealthy,
             "max-age": self.max_age,
+            "windows": self.windows,
+            "heal-in-windows": self.heal_in_windows,
         }
         if self.policies:
             data["policies"] = {app: overrides.to_dict() for app, overrides in self.policies}
@@ -269,12 +281,20 @@ def parse_lifecycle(data: Mapping[str, Any], services: tuple[str, ...]) -> dict[
     """AgentSettings keyword arguments from the lifecycle options present in `data`.
 
     The same keys in the charm's config and the agent's settings file: heal, heal-after,
-    heal-max-unhealthy, max-age (durations: seconds or 90s, 10m, 12h, 7d) and policies (YAML
-    text or a mapping of application to overrides).
+    heal-max-unhealthy, max-age (durations: seconds or 90s, 10m, 12h, 7d), policies (YAML
+    text or a mapping of application to overrides), windows and heal-in-windows.
     """
     kwargs: dict[str, Any] = {}
     if "heal" in data:
         kwargs["heal"] = _get_bool(data, "heal")
+    if "heal-in-windows" in data:
+        kwargs["heal_in_windows"] = _get_bool(data, "heal-in-windows")
+    if "windows" in data:
+        value = data["windows"]
+        try:
+            kwargs["windows"] = windows_mod.parse_windows(value if value is not None else "").text
+        except windows_mod.WindowError as exc:
+            raise SettingsError(str(exc)) from None
     try:
         for option in ("heal-after", "max-age"):
             if option in data:
@@ -367,7 +387,7 @@ def parse_settings(
         "remove-timeout", "dry-run", "state-dir", "control-socket", "log-level",
         "status-poll-interval", "max-consecutive-failures", "strategy", "max-in-flight",
         "own-application", "paused", "op-key", "op-key-file", "heal", "heal-after",
-        "heal-max-unhealthy", "max-age", "policies",
+        "heal-max-unhealthy", "max-age", "policies", "windows", "heal-in-windows",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:

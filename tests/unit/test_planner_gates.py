@@ -175,6 +175,7 @@ def test_plan_lists_every_gate_in_order() -> None:
         core.Gate(gates.IN_FLIGHT, False, "none"),
         core.Gate(gates.PAUSED, False, "running"),
         core.Gate(gates.HEALTH, False, "1 of 1 units healthy"),
+        core.Gate(gates.WINDOW, False, "no windows: always open"),
     )
     assert target.holding == ()
 

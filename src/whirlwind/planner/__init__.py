@@ -64,20 +64,28 @@ def make_plan(
         blocked = any(gate.holds for gate in common)
         paused = gates.get_paused(context)
         health = gates.get_health(context, counts)
-        parts["gates"] += [*common, paused, health]
-        # Restoring: heal (even while paused: it has its own switch), then the unit count.
+        window, opens = gates.get_window(context)
+        parts["gates"] += [*common, paused, health, window]
+        # Restoring: heal (even while paused: it has its own switch; in windows only with
+        # heal-in-windows), then the unit count.
         healing, upcoming, notes = heal.propose(context, counts)
         parts["upcoming"] += upcoming
         parts["notes"] += notes
-        if healing is not None and not blocked:
+        heal_held = window.holds and context.policy.heal_in_windows
+        if healing is not None and heal_held and opens is not None:
+            parts["upcoming"].append(Upcoming(HEAL, opens, f"{healing.reason}; window opens"))
+        if healing is not None and not blocked and not heal_held:
             parts["proposals"].append(healing)
         adding, notes = count.propose(context, counts)
         parts["notes"] += notes
         if adding is not None and not blocked and not paused.holds:
             parts["proposals"].append(adding)
-        # Voluntary: age or rotation, behind every gate.
-        voluntary_ok = not (blocked or paused.holds or health.holds)
+        # Voluntary: age or rotation, behind every gate (the window too).
+        voluntary_ok = not (blocked or paused.holds or health.holds or window.holds)
         policy = context.policy
+        if window.holds and opens is not None and not paused.holds:
+            trigger = AGE if policy.max_age > 0 else ROTATE
+            parts["upcoming"].append(Upcoming(trigger, opens, "window opens"))
         if policy.max_age > 0:
             aging, upcoming, notes = age.propose(context)
             parts["upcoming"] += upcoming
@@ -131,7 +139,7 @@ def _rotate_shared(
     ]
     order = rotate.in_turn(shared, ready, facts.rotation_last_service)
     due = rotate.shared_due(facts, settings.interval)
-    turn = order[0] if order else None
+    turn = order[0] if order else None  # only ready applications: held ones wait
     if due <= facts.now:
         for service in order:
             proposal, notes = rotate.propose(contexts[service], due)

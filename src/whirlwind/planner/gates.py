@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from whirlwind import policy as policy_mod
 from whirlwind.planner import core
 
@@ -10,6 +12,7 @@ BREAKER = "breaker"
 IN_FLIGHT = "in-flight"
 PAUSED = "paused"
 HEALTH = "health"
+WINDOW = "window"
 
 
 def get_common(context: core.Context) -> list[core.Gate]:
@@ -40,3 +43,28 @@ def get_health(context: core.Context, counts: core.Counts) -> core.Gate:
 def get_paused(context: core.Context) -> core.Gate:
     """Pause holds voluntary work (and unit counts); healing has its own switch."""
     return core.Gate(PAUSED, context.facts.paused, "paused" if context.facts.paused else "running")
+
+
+def get_window(context: core.Context) -> tuple[core.Gate, datetime.datetime | None]:
+    """Whether the change window lets voluntary work start now, and when it opens if not."""
+    schedule = context.policy.windows
+    now = context.facts.now
+    if schedule.always:
+        return core.Gate(WINDOW, False, "no windows: always open"), None
+    if schedule.is_open(now):
+        closes = schedule.closes_at(now)
+        until = f" until {_clock(closes, now)}" if closes is not None else ""
+        return core.Gate(WINDOW, False, f"open{until} ({schedule.text})"), None
+    opens = schedule.opens_at(now)
+    when = f"; opens {_clock(opens, now)}" if opens is not None else ""
+    return core.Gate(WINDOW, True, f"closed{when} ({schedule.text})"), opens
+
+
+def _clock(when: datetime.datetime, now: datetime.datetime) -> str:
+    """12:00 UTC today, Mon 09:00 UTC within a week, else 2026-12-24 09:00 UTC."""
+    when = when.astimezone(datetime.timezone.utc)
+    if when.date() == now.astimezone(datetime.timezone.utc).date():
+        return f"{when:%H:%M} UTC"
+    if when - now < datetime.timedelta(days=6):
+        return f"{when:%a %H:%M} UTC"
+    return f"{when:%Y-%m-%d %H:%M} UTC"
