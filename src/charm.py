@@ -35,6 +35,8 @@ STATUS_TIMEOUT = 2.0  # seconds; status is collected in every hook, so keep it s
 ACTION_TIMEOUT = 30.0
 REPLACE_MARGIN = 300  # seconds on top of settle-timeout + remove-timeout
 STANDBY_MESSAGE = "Standby: the leader's agent is active"
+HISTORY_DEFAULT = 10  # operations the history action shows, as in actions.yaml
+HISTORY_MAX = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +131,24 @@ class ReplaceNowParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class HistoryParams:
+    """Parameters of the history action ("" is the same as not given)."""
+
+    limit: int = HISTORY_DEFAULT
+    service: str = ""
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        limit = self.limit
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= HISTORY_MAX:
+            raise ValueError(
+                f"limit: must be a whole number from 1 to {HISTORY_MAX}, got {limit!r}"
+            )
+        if self.service.strip() and not control.is_application_name(self.service.strip()):
+            raise ValueError(f"service: {self.service!r} is not one application name")
+
+
+@dataclasses.dataclass(frozen=True)
 class PauseState:
     """The pause switch kept in the peer relation's app databag."""
 
@@ -163,6 +183,7 @@ class WhirlwindCharm(ops.CharmBase):
         framework.observe(self.on.pause_action, self._on_pause_action)
         framework.observe(self.on.resume_action, self._on_resume_action)
         framework.observe(self.on.replace_now_action, self._on_replace_now_action)
+        framework.observe(self.on.history_action, self._on_history_action)
 
     # Hooks: thin, all through the one reconcile.
 
@@ -494,6 +515,39 @@ class WhirlwindCharm(ops.CharmBase):
             reason = results.get("reason") or "no reason given"
             event.fail(f"Replacement of {results.get('old-unit', target)} {outcome}: {reason}")
 
+    def _on_history_action(self, event: ops.ActionEvent) -> None:
+        params = event.load_params(HistoryParams, errors="fail")
+        if not self.unit.is_leader():
+            event.fail(self._not_leader_message())
+            return
+        service = params.service.strip() or None
+        op_id = params.id.strip() or None
+        not_found = f"operation {op_id!r} not found" + (
+            f" for service {service!r}" if service else ""
+        )
+        try:
+            reply = self._get_control_client(ACTION_TIMEOUT).history(
+                params.limit, service=service, op_id=op_id
+            )
+        except control.AgentUnavailableError as exc:
+            event.fail(f"Agent not running: {exc}")
+            return
+        except control.ControlError as exc:
+            if exc.code == control.UNKNOWN_OPERATION:
+                event.fail(not_found)
+            else:
+                event.fail(_describe_control_error(exc, service or ""))
+            return
+        entries: list[Mapping[str, Any]] = (
+            [e for e in reply if isinstance(e, Mapping)] if isinstance(reply, list) else []
+        )
+        if op_id is None:
+            event.set_results(_history_results(entries, service))
+        elif entries:
+            event.set_results(_history_operation_results(entries[0]))
+        else:
+            event.fail(not_found)
+
     def _not_leader_message(self) -> str:
         """Where to run leader-only actions."""
         peer = self.model.get_relation(PEER_RELATION)
@@ -629,6 +683,69 @@ def _operation_results(reply: Mapping[str, Any]) -> dict[str, str]:
         for field, key in _RESULT_KEYS.items()
         if reply.get(field) is not None
     }
+
+
+def _history_results(entries: list[Mapping[str, Any]], service: str | None) -> dict[str, Any]:
+    """The history list: `count`, `operations` keyed "1", "2"... (newest first), `message`."""
+    if not entries:
+        return {
+            "count": "0",
+            "message": f"no operations of {service}" if service else "no operations",
+        }
+    width = len(str(len(entries)))  # "01".."10": `juju run` sorts the keys as text
+    return {
+        "count": str(len(entries)),
+        "operations": {
+            f"{n:0{width}d}": _operation_results(entry) for n, entry in enumerate(entries, 1)
+        },
+        "message": "\n".join(_history_line(entry) for entry in entries),
+    }
+
+
+def _history_operation_results(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """One operation: its fields, `steps` ("1-plan": time, ...) and its `message` line."""
+    results: dict[str, Any] = dict(_operation_results(entry))
+    raw = entry.get("steps")
+    steps = [s for s in raw if isinstance(s, Mapping)] if isinstance(raw, list) else []
+    width = len(str(len(steps)))
+    if steps:
+        results["steps"] = {
+            f"{n:0{width}d}-{_result_key(s.get('step'))}": str(s.get("at") or "")
+            for n, s in enumerate(steps, 1)
+        }
+    results["message"] = _history_line(entry)
+    return results
+
+
+def _history_line(entry: Mapping[str, Any]) -> str:
+    """`<started> <id> <trigger> <old> -> <new> <result> (<duration>s)`; no duration: no (...)."""
+    started = entry.get("started")
+    fields = [
+        _format_moment(started) if isinstance(started, str) else "-",
+        *(str(entry.get(key) or "-") for key in ("id", "trigger", "old-unit")),
+        "->",
+        *(str(entry.get(key) or "-") for key in ("new-unit", "result")),
+    ]
+    duration = entry.get("duration")
+    if duration is not None:
+        fields.append(f"({duration}s)")
+    return " ".join(fields)
+
+
+def _format_moment(value: str) -> str:
+    """ISO time as "2026-11-22T10:00:05Z" (left as given if it does not parse)."""
+    try:
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _result_key(value: object) -> str:
+    """`value` as a valid action result key part (lower-case letters, digits, hyphens)."""
+    return re.sub(r"[^a-z0-9]+", "-", str(value or "").lower()).strip("-") or "step"
 
 
 def _flag(value: bool) -> str:

@@ -77,7 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     requests.add_parser("pause", help="start no new replacements")
     requests.add_parser("resume", help="start replacements again")
     history = requests.add_parser("history", help="the newest operations")
-    history.add_argument("--limit", type=int, default=20)
+    history.add_argument(
+        "--limit",
+        type=int,
+        default=control.DEFAULT_HISTORY,
+        help=f"how many operations, newest first (1..{control.MAX_HISTORY})",
+    )
+    history.add_argument("--service", default=None, help="only this application's operations")
+    history.add_argument("--id", default=None, help="one operation, with its steps")
     replace = requests.add_parser("replace-now", help="replace one unit now")
     replace.add_argument("service")
     replace.add_argument("--unit", default=None, help="the unit to replace (default: oldest)")
@@ -107,9 +114,11 @@ def main(
 
 def ctl_command(args: argparse.Namespace) -> int:
     """Send one control request and print its JSON result."""
-    if args.request == "history" and args.limit < 1:
-        print("whirlwind: --limit must be 1 or more", file=sys.stderr)
-        return EXIT_USAGE
+    if args.request == "history":
+        problem = _check_history_args(args)
+        if problem is not None:
+            print(f"whirlwind: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     if args.timeout is not None and not args.timeout > 0:  # also NaN
         print("whirlwind: --timeout must be a number of seconds greater than 0", file=sys.stderr)
         return EXIT_USAGE
@@ -119,7 +128,7 @@ def ctl_command(args: argparse.Namespace) -> int:
     client = control.ControlClient(args.socket, timeout=timeout)
     try:
         if args.request == "history":
-            result: Any = client.history(args.limit)
+            result: Any = client.history(args.limit, service=args.service, op_id=args.id)
         elif args.request == "replace-now":
             request = control.ReplaceNowRequest(
                 service=args.service, unit=args.unit, wait=not args.no_wait, dry_run=args.dry_run
@@ -132,9 +141,21 @@ def ctl_command(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     except control.ControlError as exc:
         print(f"whirlwind: {exc.code}: {exc.message}", file=sys.stderr)
-        return EXIT_USAGE if exc.code == control.BAD_REQUEST else EXIT_FAILED
+        bad_input = exc.code in (control.BAD_REQUEST, control.UNKNOWN_OPERATION)
+        return EXIT_USAGE if bad_input else EXIT_FAILED
     print(json.dumps(result, indent=2))
     return EXIT_OK
+
+
+def _check_history_args(args: argparse.Namespace) -> str | None:
+    """What is wrong with the arguments of `ctl history`, if anything."""
+    if not 1 <= args.limit <= control.MAX_HISTORY:
+        return f"--limit must be 1 or more and at most {control.MAX_HISTORY}"
+    if args.service is not None and not control.is_application_name(args.service):
+        return f"--service: {args.service!r} is not one application name"
+    if args.id is not None and not args.id:
+        return "--id must not be empty"
+    return None
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -182,9 +203,11 @@ class _EngineProxy:
         """Forwarded to the engine."""
         return await self._get().resume()
 
-    async def get_history(self, limit: int) -> list[dict[str, Any]]:
+    async def get_history(
+        self, limit: int, *, service: str | None = None, op_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """Forwarded to the engine."""
-        return await self._get().get_history(limit)
+        return await self._get().get_history(limit, service=service, op_id=op_id)
 
     async def replace_now(self, request: control.ReplaceNowRequest) -> dict[str, Any]:
         """Forwarded to the engine."""

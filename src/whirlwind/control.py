@@ -32,9 +32,14 @@ import pathlib
 import socket
 from typing import Any, Protocol
 
+from whirlwind import settings
+
 logger = logging.getLogger(__name__)
 
 COMMANDS = ("status", "pause", "resume", "history", "replace-now")
+# `history`: how many operations one request may ask for, and how many it gets by default.
+MAX_HISTORY = 1000
+DEFAULT_HISTORY = 20
 
 # Server limits (see the module docstring).
 READ_TIMEOUT = 10.0
@@ -64,6 +69,7 @@ NOT_IMPLEMENTED = "not-implemented"
 BAD_REQUEST = "bad-request"
 UNKNOWN_SERVICE = "unknown-service"
 UNKNOWN_UNIT = "unknown-unit"
+UNKNOWN_OPERATION = "unknown-operation"
 PAUSED = "paused"
 BUSY = "busy"
 NOT_READY = "not-ready"
@@ -109,8 +115,13 @@ class ControlHandler(Protocol):
         """Start new work again; say whether anything changed."""
         ...
 
-    async def get_history(self, limit: int) -> list[dict[str, Any]]:
-        """The newest `limit` operations, newest first."""
+    async def get_history(
+        self, limit: int, *, service: str | None = None, op_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` operations (of `service`), newest first; with `op_id` that one.
+
+        An unknown `op_id` (or one of another service) raises ControlError UNKNOWN_OPERATION.
+        """
         ...
 
     async def replace_now(self, request: ReplaceNowRequest) -> dict[str, Any]:
@@ -136,10 +147,7 @@ async def _dispatch(handler: ControlHandler, command: str, args: dict[str, Any])
     if command == "resume":
         return await handler.resume()
     if command == "history":
-        limit = args.get("limit", 20)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ControlError(BAD_REQUEST, "limit must be a whole number of 1 or more")
-        return await handler.get_history(limit)
+        return await _dispatch_history(handler, args)
     service = args.get("service")
     unit = args.get("unit")
     wait = args.get("wait", True)
@@ -152,6 +160,35 @@ async def _dispatch(handler: ControlHandler, command: str, args: dict[str, Any])
         raise ControlError(BAD_REQUEST, "wait and dry-run must be true or false")
     request = ReplaceNowRequest(service=service, unit=unit or None, wait=wait, dry_run=dry_run)
     return await handler.replace_now(request)
+
+
+def is_application_name(value: object) -> bool:
+    """Whether `value` is one valid application name (as `services` accepts it)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return settings.parse_services(value) == (value,)
+    except settings.SettingsError:
+        return False
+
+
+async def _dispatch_history(handler: ControlHandler, args: dict[str, Any]) -> Any:
+    limit = args.get("limit", DEFAULT_HISTORY)
+    service = args.get("service")
+    op_id = args.get("id")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY:
+        raise ControlError(BAD_REQUEST, f"limit must be a whole number from 1 to {MAX_HISTORY}")
+    if service is not None and not is_application_name(service):
+        raise ControlError(BAD_REQUEST, "service must be one application name such as app-1")
+    if op_id is not None and (not isinstance(op_id, str) or not op_id):
+        raise ControlError(BAD_REQUEST, "id must be an operation id such as 12-a1b2c3")
+    filters: dict[str, str] = {}
+    if service is not None:
+        filters["service"] = service
+    if op_id is not None:
+        filters["op_id"] = op_id
+    # Without filters, exactly the call of the protocol before `service` and `id` existed.
+    return await handler.get_history(limit, **filters)
 
 
 def shorten(text: str, limit: int = LOG_ARGS_MAX) -> str:
@@ -472,9 +509,16 @@ class ControlClient:
         """Resume the agent."""
         return self.call("resume")
 
-    def history(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The newest operations, newest first."""
-        return self.call("history", limit=limit)
+    def history(
+        self, limit: int = DEFAULT_HISTORY, *, service: str | None = None, op_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest operations (of `service`), newest first; with `op_id` just that one."""
+        args: dict[str, Any] = {"limit": limit}
+        if service is not None:
+            args["service"] = service
+        if op_id is not None:
+            args["id"] = op_id
+        return self.call("history", **args)
 
     def replace_now(self, request: ReplaceNowRequest, timeout: float | None = None) -> Any:
         """Ask for one replacement now; with `wait`, block until it has finished."""

@@ -89,6 +89,7 @@ CREATE TABLE IF NOT EXISTS operations (
     born TEXT
 );
 CREATE INDEX IF NOT EXISTS operations_result ON operations (result);
+CREATE INDEX IF NOT EXISTS operations_service ON operations (service, seq);
 CREATE TABLE IF NOT EXISTS steps (
     op_seq INTEGER NOT NULL REFERENCES operations (seq),
     n INTEGER NOT NULL,
@@ -572,9 +573,12 @@ class Journal:
         """Operations without a final result (oldest first): what recovery must finish."""
         return self._operations("WHERE result = ? ORDER BY seq", (RUNNING,))
 
-    def get_history(self, limit: int) -> list[Operation]:
-        """The newest `limit` operations, newest first."""
-        return self._operations("ORDER BY seq DESC LIMIT ?", (limit,))
+    def get_history(self, limit: int, service: str | None = None) -> list[Operation]:
+        """The newest `limit` operations (of `service` only, if given), newest first."""
+        if service is None:
+            return self._operations("ORDER BY seq DESC LIMIT ?", (limit,))
+        # Index operations_service (service, seq): reads only the rows returned.
+        return self._operations("WHERE service = ? ORDER BY seq DESC LIMIT ?", (service, limit))
 
     def get_last_finished(self) -> Operation | None:
         """The newest operation with a final result."""

@@ -77,6 +77,36 @@ async def test_cli_replaces_rotates_reloads_and_stops_cleanly(
     checker.assert_final(history)
 
 
+async def test_cli_history_of_one_service_and_of_one_operation(
+    fake_juju_factory: fake_fixtures.ControllerFactory,
+    agent_process_factory: conftest.AgentProcessFactory,
+):
+    fake = await fake_juju_factory({ALPHA: 2, BETA: 2, harness.OWN_APP: 1})
+    agent = await agent_process_factory(fake, (ALPHA, BETA)).start()
+    for service in (ALPHA, BETA, ALPHA):  # dry runs: journaled, the model left alone
+        code, _, error = await agent.ctl("replace-now", service, "--dry-run")
+        assert code == 0, error
+
+    code_service, of_alpha, _ = await agent.ctl("history", "--service", ALPHA, "--limit", "5")
+    code_id, one, _ = await agent.ctl("history", "--id", of_alpha[-1]["id"])
+    code_other, _, other_error = await agent.ctl(
+        "history", "--service", BETA, "--id", of_alpha[-1]["id"]
+    )
+    code_bad, _, bad_error = await agent.ctl("history", "--service", "Not_An_App")
+
+    assert (code_service, code_id) == (0, 0)
+    assert [(op["service"], op["result"]) for op in of_alpha] == [(ALPHA, "dry-run")] * 2
+    assert [int(op["id"].split("-")[0]) for op in of_alpha] == [3, 1]  # newest first
+    assert one == [of_alpha[-1]]
+    assert one[0]["steps"][0]["step"] == "plan"
+    assert code_other == 2
+    assert other_error == (
+        f"whirlwind: unknown-operation: operation {of_alpha[-1]['id']!r} not found"
+        f" for service {BETA!r}\n"
+    )
+    assert (code_bad, bad_error.count("\n")) == (2, 1)
+
+
 async def _services(agent: harness.AgentProcess) -> bool:
     return (await agent.status())["services"] == [ALPHA, BETA]
 

@@ -35,7 +35,9 @@ class Handler:
     async def resume(self) -> dict[str, Any]:
         return {"paused": False, "changed": True}
 
-    async def get_history(self, limit: int) -> list[dict[str, Any]]:
+    async def get_history(
+        self, limit: int, *, service: str | None = None, op_id: str | None = None
+    ) -> list[dict[str, Any]]:
         return []
 
     async def replace_now(self, request: control.ReplaceNowRequest) -> dict[str, Any]:

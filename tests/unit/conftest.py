@@ -92,6 +92,7 @@ class FakeControlClient:
 
     status_reply: dict[str, Any] = dataclasses.field(default_factory=dict)
     replace_reply: dict[str, Any] = dataclasses.field(default_factory=dict)
+    history_reply: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     paused: bool = False
     errors: dict[str, Exception] = dataclasses.field(default_factory=dict)
     calls: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
@@ -125,6 +126,13 @@ class FakeControlClient:
         self.timeouts.append(timeout)
         self._maybe_raise("replace-now")
         return self.replace_reply
+
+    def history(
+        self, limit: int = 20, *, service: str | None = None, op_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        self.calls.append(("history", {"limit": limit, "service": service, "id": op_id}))
+        self._maybe_raise("history")
+        return self.history_reply
 
 
 def agent_status(**overrides: Any) -> dict[str, Any]:

@@ -352,3 +352,255 @@ class TestReplaceNow:
         assert all(PASSWORD not in line for line in ctx.action_logs)
         assert PASSWORD not in caplog.text
         assert all(PASSWORD not in line.message for line in ctx.juju_log)
+
+
+NEWER = {
+    "id": "12-a1b2c3",
+    "trigger": "interval",
+    "service": "wsgi-example",
+    "old-unit": "wsgi-example/4",
+    "new-unit": None,
+    "result": "running",
+    "reason": "",
+    "started": "2026-11-22T11:00:00.250000+00:00",
+    "finished": None,
+    "duration": None,
+    "steps": [{"step": "plan", "at": "2026-11-22T11:00:00.250000+00:00"}],
+}
+WITH_STEPS = FINISHED | {
+    "steps": [
+        {"step": step, "at": f"2026-11-22T10:0{n}:00+00:00"}
+        for n, step in enumerate(["plan", "add", "settle", "remove", "cleanup", "done"])
+    ]
+}
+
+
+def history(
+    ctx: testing.Context, params: dict[str, Any] | None = None, state: testing.State | None = None
+) -> dict[str, Any]:
+    ctx.run(ctx.on.action("history", params=params or {}), state or leader_state())
+    assert ctx.action_results is not None
+    return ctx.action_results
+
+
+class TestHistory:
+    def test_default_lists_the_newest_ten_newest_first(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        fake_client.history_reply = [NEWER, FINISHED]
+
+        results = history(ctx)
+
+        assert fake_client.calls == [
+            ("history", {"limit": 10, "service": None, "id": None}),
+        ]
+        assert fake_client.timeouts == [charm.ACTION_TIMEOUT]
+        assert results == {
+            "count": "2",
+            "operations": {
+                "1": {
+                    "operation-id": "12-a1b2c3",
+                    "trigger": "interval",
+                    "service": "wsgi-example",
+                    "old-unit": "wsgi-example/4",
+                    "result": "running",
+                    "reason": "",
+                    "started": "2026-11-22T11:00:00.250000+00:00",
+                },
+                "2": {
+                    "operation-id": "op-7",
+                    "trigger": "replace-now",
+                    "service": "wsgi-example",
+                    "old-unit": "wsgi-example/3",
+                    "new-unit": "wsgi-example/7",
+                    "result": "ok",
+                    "started": "2026-11-22T10:00:00+00:00",
+                    "finished": "2026-11-22T10:05:00+00:00",
+                    "duration": "300.5",
+                },
+            },
+            "message": (
+                "2026-11-22T11:00:00Z 12-a1b2c3 interval wsgi-example/4 -> - running\n"
+                "2026-11-22T10:00:00Z op-7 replace-now wsgi-example/3 -> wsgi-example/7 ok"
+                " (300.5s)"
+            ),
+        }
+
+    def test_limit_and_keys_that_sort_as_text(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        fake_client.history_reply = [FINISHED | {"id": f"{n}-abc"} for n in range(12, 0, -1)]
+
+        results = history(ctx, {"limit": 12})
+
+        assert fake_client.calls == [("history", {"limit": 12, "service": None, "id": None})]
+        operations = results["operations"]
+        assert list(operations) == [f"{n:02d}" for n in range(1, 13)]
+        assert sorted(operations) == list(operations)
+        assert operations["01"]["operation-id"] == "12-abc"
+        assert len(results["message"].splitlines()) == 12
+
+    def test_service_filter_is_asked_of_the_agent(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        fake_client.history_reply = [FINISHED]
+
+        results = history(ctx, {"service": " wsgi-example ", "limit": 5})
+
+        assert fake_client.calls == [
+            ("history", {"limit": 5, "service": "wsgi-example", "id": None}),
+        ]
+        assert results["count"] == "1"
+
+    def test_a_service_without_operations(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        assert history(ctx, {"service": "postgresql"}) == {
+            "count": "0",
+            "message": "no operations of postgresql",
+        }
+        assert history(ctx) == {"count": "0", "message": "no operations"}
+
+    def test_one_operation_with_its_steps(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        fake_client.history_reply = [WITH_STEPS]
+
+        results = history(ctx, {"id": "op-7"})
+
+        assert fake_client.calls == [("history", {"limit": 10, "service": None, "id": "op-7"})]
+        assert results == {
+            "operation-id": "op-7",
+            "trigger": "replace-now",
+            "service": "wsgi-example",
+            "old-unit": "wsgi-example/3",
+            "new-unit": "wsgi-example/7",
+            "result": "ok",
+            "started": "2026-11-22T10:00:00+00:00",
+            "finished": "2026-11-22T10:05:00+00:00",
+            "duration": "300.5",
+            "steps": {
+                "1-plan": "2026-11-22T10:00:00+00:00",
+                "2-add": "2026-11-22T10:01:00+00:00",
+                "3-settle": "2026-11-22T10:02:00+00:00",
+                "4-remove": "2026-11-22T10:03:00+00:00",
+                "5-cleanup": "2026-11-22T10:04:00+00:00",
+                "6-done": "2026-11-22T10:05:00+00:00",
+            },
+            "message": (
+                "2026-11-22T10:00:00Z op-7 replace-now wsgi-example/3 -> wsgi-example/7 ok"
+                " (300.5s)"
+            ),
+        }
+
+    def test_step_names_become_valid_keys(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        steps = [{"step": s, "at": "t"} for s in ["adopt", "remove-force", "Odd step!", ""]] * 3
+        fake_client.history_reply = [FINISHED | {"steps": steps}]
+
+        results = history(ctx, {"id": "op-7", "service": "wsgi-example"})
+
+        assert list(results["steps"])[:4] == [
+            "01-adopt",
+            "02-remove-force",
+            "03-odd-step",
+            "04-step",
+        ]
+        assert fake_client.calls[0][1]["service"] == "wsgi-example"
+
+    @pytest.mark.parametrize(
+        ("params", "message"),
+        [
+            ({"limit": 0}, "limit: must be a whole number from 1 to 100, got 0"),
+            ({"limit": 101}, "limit: must be a whole number from 1 to 100, got 101"),
+            ({"limit": -5}, "limit: must be a whole number from 1 to 100, got -5"),
+            ({"service": "Not_An_App"}, "service: 'Not_An_App' is not one application name"),
+            ({"service": "a b"}, "service: 'a b' is not one application name"),
+            ({"service": "app/1"}, "service: 'app/1' is not one application name"),
+        ],
+    )
+    def test_invalid_params_fail_naming_the_parameter(
+        self,
+        ctx: testing.Context,
+        fake_client: FakeControlClient,
+        params: dict[str, Any],
+        message: str,
+    ):
+        with pytest.raises(testing.ActionFailed) as failure:
+            history(ctx, params)
+
+        assert failure.value.message == f"Error in action parameters: {message}"
+        assert fake_client.calls == []
+
+    @pytest.mark.parametrize(
+        ("params", "message"),
+        [
+            ({"id": "nope"}, "operation 'nope' not found"),
+            (
+                {"id": "op-7", "service": "other"},
+                "operation 'op-7' not found for service 'other'",
+            ),
+        ],
+    )
+    def test_unknown_operation(
+        self,
+        ctx: testing.Context,
+        fake_client: FakeControlClient,
+        params: dict[str, Any],
+        message: str,
+    ):
+        fake_client.errors["history"] = control.ControlError(
+            control.UNKNOWN_OPERATION, "whatever the agent says"
+        )
+
+        with pytest.raises(testing.ActionFailed) as failure:
+            history(ctx, params)
+
+        assert failure.value.message == message
+
+    def test_an_empty_answer_for_an_id_is_not_found(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        with pytest.raises(testing.ActionFailed) as failure:
+            history(ctx, {"id": "12-a1b2c3"})
+
+        assert failure.value.message == "operation '12-a1b2c3' not found"
+
+    def test_non_leader(self, ctx: testing.Context, fake_client: FakeControlClient):
+        state = leader_state(leader=False, relations=[peer_relation(leader="whirlwind/1")])
+
+        with pytest.raises(testing.ActionFailed) as failure:
+            history(ctx, {}, state)
+
+        assert failure.value.message == "Not the leader: run it on the leader unit (whirlwind/1)"
+        assert fake_client.calls == []
+
+    def test_agent_not_running(self, ctx: testing.Context, fake_client: FakeControlClient):
+        fake_client.errors["history"] = control.AgentUnavailableError(
+            "the agent is not running (no socket at /run/whirlwind/control.sock)"
+        )
+
+        with pytest.raises(testing.ActionFailed) as failure:
+            history(ctx)
+
+        assert failure.value.message == (
+            "Agent not running: the agent is not running (no socket at "
+            "/run/whirlwind/control.sock)"
+        )
+
+    def test_agent_refusal_is_explained(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        fake_client.errors["history"] = control.ControlError(control.NOT_READY, "starting")
+
+        with pytest.raises(testing.ActionFailed) as failure:
+            history(ctx)
+
+        assert failure.value.message == "Agent not ready: starting"
+
+    def test_works_while_paused(self, ctx: testing.Context, fake_client: FakeControlClient):
+        fake_client.history_reply = [FINISHED]
+        state = leader_state(relations=[peer_relation(paused="true")])
+
+        assert history(ctx, {}, state)["count"] == "1"

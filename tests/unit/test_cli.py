@@ -56,6 +56,14 @@ def _stderr_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["ctl", "explode"], "whirlwind: argument request: invalid choice: 'explode'"),
         (["ctl", "history", "--limit", "x"], "whirlwind: argument --limit: invalid int value"),
         (["ctl", "history", "--limit", "0"], "whirlwind: --limit must be 1 or more"),
+        (["ctl", "history", "--limit", "1001"], "whirlwind: --limit must be 1 or more and at"),
+        (
+            ["ctl", "history", "--service", "Bad_App"],
+            "whirlwind: --service: 'Bad_App' is not one application name",
+        ),
+        (["ctl", "history", "--service", ""], "whirlwind: --service: '' is not one application"),
+        (["ctl", "history", "--id", ""], "whirlwind: --id must not be empty"),
+        (["ctl", "history", "--id"], "whirlwind: argument --id: expected one argument"),
         (["ctl", "--timeout", "x", "status"], "whirlwind: argument --timeout: invalid float"),
         (["ctl", "--timeout", "0", "status"], "whirlwind: --timeout must be a number of seconds"),
         (["ctl", "--timeout", "-5", "status"], "whirlwind: --timeout must be a number of seconds"),
@@ -122,6 +130,9 @@ class StubHandler:
     """A control handler with canned answers that records what it was asked."""
 
     requests: list[control.ReplaceNowRequest] = dataclasses.field(default_factory=list)
+    history_calls: list[tuple[int, str | None, str | None]] = dataclasses.field(
+        default_factory=list
+    )
 
     async def get_status(self) -> dict[str, Any]:
         return {"paused": False, "services": ["app"]}
@@ -132,8 +143,13 @@ class StubHandler:
     async def resume(self) -> dict[str, Any]:
         return {"paused": False, "changed": False, "paused-since": None}
 
-    async def get_history(self, limit: int) -> list[dict[str, Any]]:
-        return [{"id": str(n)} for n in range(limit)]
+    async def get_history(
+        self, limit: int, *, service: str | None = None, op_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        self.history_calls.append((limit, service, op_id))
+        if op_id == "gone":
+            raise control.ControlError(control.UNKNOWN_OPERATION, "operation 'gone' not found")
+        return [{"id": op_id or str(n)} for n in range(1 if op_id else limit)]
 
     async def replace_now(self, request: control.ReplaceNowRequest) -> dict[str, Any]:
         self.requests.append(request)
@@ -203,6 +219,42 @@ def test_ctl_replace_now_passes_every_option(
         "old-unit": "app/0",
         "result": "started",
     }
+
+
+def test_ctl_history_passes_service_and_id(
+    capsys: pytest.CaptureFixture[str], short_dir: pathlib.Path
+) -> None:
+    socket_path = short_dir / "control.sock"
+    handler = StubHandler()
+    ctl = ["ctl", "--socket", str(socket_path), "history"]
+    with _serve(handler, socket_path):
+        codes = [
+            cli.main(ctl),
+            cli.main([*ctl, "--service", "app", "--limit", "3"]),
+            cli.main([*ctl, "--id", "7-abc"]),
+            cli.main([*ctl, "--service", "app", "--id", "7-abc"]),
+        ]
+    printed = capsys.readouterr().out
+
+    assert codes == [cli.EXIT_OK] * 4
+    assert handler.history_calls == [
+        (20, None, None),
+        (3, "app", None),
+        (20, None, "7-abc"),
+        (20, "app", "7-abc"),
+    ]
+    assert printed.count('"id": "7-abc"') == 2
+
+
+def test_ctl_history_of_an_unknown_operation_gives_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], short_dir: pathlib.Path
+) -> None:
+    socket_path = short_dir / "control.sock"
+    with _serve(StubHandler(), socket_path):
+        code = cli.main(["ctl", "--socket", str(socket_path), "history", "--id", "gone"])
+
+    assert code == cli.EXIT_USAGE
+    assert _stderr_line(capsys) == "whirlwind: unknown-operation: operation 'gone' not found"
 
 
 def test_ctl_refusal_gives_one_line_and_exit_1(

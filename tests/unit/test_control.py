@@ -20,6 +20,7 @@ class Handler:
 
     def __init__(self) -> None:
         self.requests: list[control.ReplaceNowRequest] = []
+        self.history_calls: list[tuple[int, dict[str, str | None]]] = []
         self.release = asyncio.Event()
         self.arrived = asyncio.Event()
 
@@ -32,10 +33,13 @@ class Handler:
     async def resume(self) -> dict[str, Any]:
         raise RuntimeError("kaput")
 
-    async def get_history(self, limit: int) -> list[dict[str, Any]]:
+    async def get_history(self, limit: int, **filters: str | None) -> list[dict[str, Any]]:
+        self.history_calls.append((limit, filters))
         if limit == 13:
             raise ValueError("unlucky")
-        return [{"id": str(n)} for n in range(limit)]
+        if filters.get("op_id") == "gone":
+            raise control.ControlError(control.UNKNOWN_OPERATION, "operation 'gone' not found")
+        return [{"id": str(n), **filters} for n in range(limit)]
 
     async def replace_now(self, request: control.ReplaceNowRequest) -> dict[str, Any]:
         self.requests.append(request)
@@ -116,6 +120,16 @@ async def test_socket_is_private_and_a_stale_one_is_replaced(socket_path: pathli
         ("replace-now", {"service": "mine"}, control.REFUSED, "never replaces its own units"),
         ("resume", {}, control.INTERNAL, "internal error: kaput"),
         ("history", {"limit": 13}, control.INTERNAL, "internal error: unlucky"),
+        ("history", {"limit": 1001}, control.BAD_REQUEST, "limit must be a whole number from 1"),
+        ("history", {"limit": "5"}, control.BAD_REQUEST, "limit must be a whole number"),
+        ("history", {"limit": 10**30}, control.BAD_REQUEST, "limit must be a whole number"),
+        ("history", {"service": "Bad_App"}, control.BAD_REQUEST, "service must be one app"),
+        ("history", {"service": "a b"}, control.BAD_REQUEST, "service must be one application"),
+        ("history", {"service": ""}, control.BAD_REQUEST, "service must be one application"),
+        ("history", {"service": 3}, control.BAD_REQUEST, "service must be one application"),
+        ("history", {"id": ""}, control.BAD_REQUEST, "id must be an operation id"),
+        ("history", {"id": 7}, control.BAD_REQUEST, "id must be an operation id"),
+        ("history", {"id": "gone"}, control.UNKNOWN_OPERATION, "operation 'gone' not found"),
         ("x" * 500, {}, control.BAD_REQUEST, "more characters)"),
     ],
 )
@@ -132,6 +146,46 @@ async def test_errors_carry_a_code_and_a_message(
 
     assert error.value.code == code
     assert message in error.value.message
+
+
+async def test_history_filters_reach_the_handler_only_when_given(
+    socket_path: pathlib.Path,
+) -> None:
+    handler = Handler()
+    server = control.ControlServer(socket_path, handler)
+    await server.start()
+    client = control.ControlClient(socket_path, timeout=5)
+    try:
+        default = await _call(socket_path, "history")
+        plain = await asyncio.to_thread(client.history, 1)
+        of_app = await asyncio.to_thread(client.history, 2, service="app")
+        one = await asyncio.to_thread(client.history, 1000, service="app", op_id="3-abc")
+    finally:
+        await server.stop()
+
+    assert len(default) == control.DEFAULT_HISTORY
+    assert plain == [{"id": "0"}]
+    assert of_app == [{"id": "0", "service": "app"}, {"id": "1", "service": "app"}]
+    assert one[0] == {"id": "0", "service": "app", "op_id": "3-abc"}
+    # Without filters the handler is called as before `service` and `id` existed.
+    assert handler.history_calls == [
+        (20, {}),
+        (1, {}),
+        (2, {"service": "app"}),
+        (1000, {"service": "app", "op_id": "3-abc"}),
+    ]
+
+
+async def test_an_old_client_sending_only_limit_still_works(socket_path: pathlib.Path) -> None:
+    server = control.ControlServer(socket_path, Handler())
+    await server.start()
+    try:
+        request = b'{"command": "history", "args": {"limit": 2}}\n'
+        reply = await asyncio.to_thread(_send_raw, socket_path, request)
+    finally:
+        await server.stop()
+
+    assert json.loads(reply) == {"ok": True, "result": [{"id": "0"}, {"id": "1"}]}
 
 
 def _send_raw(path: pathlib.Path, data: bytes) -> bytes:

@@ -126,6 +126,63 @@ def test_history_is_newest_first_and_limited(journal: journal_mod.Journal) -> No
     assert [op.id for op in journal.get_history(3)] == ["5-t4", "4-t3", "3-t2"]
 
 
+def test_history_of_one_service_is_filtered_by_the_query(
+    journal: journal_mod.Journal,
+) -> None:
+    for n, service in enumerate(["app", "db", "app", "db", "app", "web"]):
+        op = _create(journal, token=f"t{n}", service=service, old_unit=f"{service}/{n}")
+        journal.finish(op, _at(n), journal_mod.OK)
+
+    assert [op.id for op in journal.get_history(10, service="app")] == ["5-t4", "3-t2", "1-t0"]
+    assert [op.id for op in journal.get_history(2, service="db")] == ["4-t3", "2-t1"]
+    assert journal.get_history(10, service="gone") == []
+    assert len(journal.get_history(10)) == 6
+    (op,) = journal.get_history(1, service="web")
+    assert [s.step for s in op.steps] == ["plan", "done"]
+    # The filter and the order come from the index, not from reading every operation.
+    db = sqlite3.connect(journal.path)
+    plan = db.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM operations WHERE service = ? ORDER BY seq DESC LIMIT ?",
+        ("app", 10),
+    ).fetchall()
+    db.close()
+    details = " ".join(row[3] for row in plan)
+    assert "USING INDEX operations_service (service=?)" in details
+    assert "TEMP B-TREE" not in details  # no sort: the index gives the order
+
+
+def test_a_journal_from_before_the_service_index_gets_it(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "journal.db"
+    journal_mod.Journal(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX operations_service")
+    db.close()
+
+    journal_mod.Journal(path).close()
+
+    db = sqlite3.connect(path)
+    indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    db.close()
+    assert "operations_service" in indexes
+
+
+def test_one_operation_by_id_with_its_steps(journal: journal_mod.Journal) -> None:
+    op = journal.update(_create(journal), _at(1), step=journal_mod.ADD)
+    journal.finish(op, _at(2), journal_mod.ROLLED_BACK, "settle timeout")
+    _create(journal, token="other")
+
+    found = journal.get_operation("1-abc123")
+
+    assert found is not None
+    assert (found.result, found.reason) == ("rolled-back", "settle timeout")
+    assert [(s.step, s.at) for s in found.steps] == [
+        ("plan", T0),
+        ("add", _at(1)),
+        ("done", _at(2)),
+    ]
+    assert journal.get_operation("9-nope") is None
+
+
 def test_bad_updates_are_refused(journal: journal_mod.Journal) -> None:
     op = _create(journal)
 
