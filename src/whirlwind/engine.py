@@ -12,7 +12,7 @@ from typing import Any
 
 import whirlwind
 from whirlwind import backend as backend_mod
-from whirlwind import control, planner, policy, provenance, recovery, replacer
+from whirlwind import control, pausing, planner, policy, provenance, recovery, replacer
 from whirlwind import journal as journal_mod
 from whirlwind import model as model_view
 from whirlwind import settings as settings_mod
@@ -105,11 +105,8 @@ class Engine:
         self._started_at: datetime.datetime | None = None
         self._in_flight: dict[str, _InFlight] = {}
         self._tasks: set[asyncio.Task[journal_mod.Operation]] = set()
-        saved = journal.get_state(_PAUSE_KEY) or {}
-        self._paused = bool(saved.get("paused", False))
-        self._paused_since = journal_mod.from_iso(saved.get("since"))
-        if settings.paused is not None:
-            self._apply_pause(settings.paused)
+        self._pause = pausing.Pause.from_state(journal.get_state(_PAUSE_KEY))
+        self._apply_settings_pause(settings)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -127,6 +124,10 @@ class Engine:
     def paused(self) -> bool:
         """Whether new work is paused."""
         return self._paused
+
+    @property
+    def _paused(self) -> bool:
+        return self._pause.is_paused(self._now())
 
     async def run(self, *, once: bool = False) -> bool:
         """Recover, then run until stop() (True); with `once`, one replacement (True if ok)."""
@@ -173,8 +174,7 @@ class Engine:
                 logger.info("settings changed: resetting the circuit breakers")
                 self._journal.clear_breakers()
             logger.info("settings reloaded: %s", new.describe())
-        if new.paused is not None:
-            self._apply_pause(new.paused)
+        self._apply_settings_pause(new)
         self._wake.set()
         return reconnect
 
@@ -210,7 +210,10 @@ class Engine:
         if not self._backend.connected:
             return RECHECK
         plan = self._plan
-        upcoming = plan.next_event() if plan is not None else None
+        times = [plan.next_event() if plan is not None else None]
+        if self._paused:
+            times.append(self._pause.until)  # a timed pause ends by itself
+        upcoming = min((t for t in times if t is not None), default=None)
         if upcoming is None:
             return IDLE
         wait = (upcoming - self._now()).total_seconds()
@@ -309,6 +312,7 @@ class Engine:
 
     async def _cycle(self) -> None:
         self._reap()
+        self._expire_pause()
         if not self._backend.connected:
             return
         if self._recovery_due:
@@ -558,43 +562,83 @@ class Engine:
 
     # -- pause -----------------------------------------------------------------------------
 
-    def _apply_pause(self, paused: bool) -> bool:
-        if paused == self._paused:
+    def _apply_pause(self, new: pausing.Pause) -> bool:
+        """Switch to `new` (journaled); return whether anything changed."""
+        if new == self._pause:
             return False
-        self._paused = paused
-        self._paused_since = self._now() if paused else None
-        self._journal.set_state(
-            _PAUSE_KEY, {"paused": paused, "since": journal_mod.to_iso(self._paused_since)}
-        )
-        logger.info("%s", "paused: no new replacements" if paused else "resumed")
+        was = self._paused
+        self._pause = new
+        self._journal.set_state(_PAUSE_KEY, new.to_state())
+        if self._paused:
+            logger.info("%s: no new replacements", new.describe())
+        elif was:
+            logger.info("resumed")
         self._wake.set()
         return True
 
+    def _apply_settings_pause(self, settings: settings_mod.AgentSettings) -> None:
+        """The charm's pause (peer data) is authoritative when the settings carry one."""
+        if settings.paused is None:
+            return
+        if not settings.paused:
+            self._apply_pause(pausing.Pause())
+            return
+        since = self._pause.since if self._pause.paused else None
+        self._apply_pause(
+            pausing.Pause(True, since or self._now(), settings.paused_until, settings.pause_reason)
+        )
+
+    def _expire_pause(self) -> None:
+        """A timed pause whose time is up ends by itself."""
+        until = self._pause.until
+        if self._pause.paused and until is not None and not self._paused:
+            logger.info("the pause until %s has ended", pausing.format_time(until))
+            self._apply_pause(pausing.Pause())
+
     def _pause_result(self, changed: bool) -> dict[str, Any]:
+        pause = self._pause
         return {
             "paused": self._paused,
             "changed": changed,
-            "paused-since": journal_mod.to_iso(self._paused_since),
+            "paused-since": journal_mod.to_iso(pause.since) if self._paused else None,
+            "paused-until": journal_mod.to_iso(pause.until) if self._paused else None,
+            "pause-reason": pause.reason if self._paused else "",
         }
 
     # -- control.ControlHandler --------------------------------------------------------------
 
-    async def pause(self) -> dict[str, Any]:
-        """Stop starting new work (in-flight work finishes); say whether anything changed."""
-        return self._pause_result(self._apply_pause(True))
+    async def pause(self, duration: int | None = None, reason: str = "") -> dict[str, Any]:
+        """Stop starting new work (in-flight work finishes); say whether anything changed.
+
+        With `duration` (seconds) the pause ends by itself; else it lasts until resumed.
+        """
+        self._expire_pause()
+        new = pausing.pause(self._pause, self._now(), duration=duration, reason=reason)
+        return self._pause_result(self._apply_pause(new))
 
     async def resume(self) -> dict[str, Any]:
         """Start new work again and reset the circuit breakers."""
-        changed = self._apply_pause(False)
+        self._expire_pause()
+        changed = self._apply_pause(pausing.Pause())
         if self._journal.get_breakers():
             logger.info("resume: resetting the circuit breakers")
             self._journal.clear_breakers()
         self._wake.set()
         return self._pause_result(changed)
 
-    async def get_history(self, limit: int) -> list[dict[str, Any]]:
-        """The newest `limit` operations, newest first."""
-        return [op.to_dict() for op in self._journal.get_history(limit)]
+    async def get_history(
+        self, limit: int, *, service: str | None = None, op_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` operations (of `service`), newest first; with `op_id` that one."""
+        if op_id is None:
+            return [op.to_dict() for op in self._journal.get_history(limit, service=service)]
+        op = self._journal.get_operation(op_id)
+        if op is None or (service is not None and op.service != service):
+            where = "" if service is None else f" for service {service!r}"
+            raise control.ControlError(
+                control.UNKNOWN_OPERATION, f"operation {op_id!r} not found{where}"
+            )
+        return [op.to_dict()]
 
     async def get_status(self) -> dict[str, Any]:
         """Agent state for `status`: connection, pause, targets, in-flight, next due, last."""
@@ -643,7 +687,9 @@ class Engine:
             # Connected once, and what was left in flight looked at: taking requests.
             "ready": self._ready,
             "paused": self._paused,
-            "paused-since": journal_mod.to_iso(self._paused_since),
+            "paused-since": journal_mod.to_iso(self._pause.since) if self._paused else None,
+            "paused-until": journal_mod.to_iso(self._pause.until) if self._paused else None,
+            "pause-reason": self._pause.reason if self._paused else "",
             "dry-run": settings.dry_run,
             "services": list(settings.services),
             "unknown-services": [s for s in settings.services if s not in view.applications]

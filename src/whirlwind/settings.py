@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import pathlib
 import re
@@ -13,6 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
+from whirlwind import pausing
 from whirlwind import policies as policies_mod
 from whirlwind import windows as windows_mod
 
@@ -86,6 +88,9 @@ class AgentSettings:
     own_application: str | None = None
     # None: pause state is the agent's own (journal). True/False: set by the charm, authoritative.
     paused: bool | None = None
+    # With paused: when the pause ends by itself (None: when resumed), and why.
+    paused_until: datetime.datetime | None = None
+    pause_reason: str = ""
     # The key that signs Whirlwind's operations (HMAC); empty: the agent keeps its own.
     op_key: str = dataclasses.field(default="", repr=False)
     # Lifecycle policies (policies.py): self-healing, age limit, per-application overrides.
@@ -195,6 +200,10 @@ class AgentSettings:
             data["own-application"] = self.own_application
         if self.paused is not None:
             data["paused"] = self.paused
+        if self.paused and self.paused_until is not None:
+            data["paused-until"] = self.paused_until.isoformat()
+        if self.paused and self.pause_reason:
+            data["pause-reason"] = self.pause_reason
         if op_key_file is not None:
             data["op-key-file"] = str(op_key_file)
         elif self.op_key:
@@ -388,6 +397,7 @@ def parse_settings(
         "status-poll-interval", "max-consecutive-failures", "strategy", "max-in-flight",
         "own-application", "paused", "op-key", "op-key-file", "heal", "heal-after",
         "heal-max-unhealthy", "max-age", "policies", "windows", "heal-in-windows",
+        "paused-until", "pause-reason",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -415,6 +425,16 @@ def parse_settings(
     kwargs.update(parse_lifecycle(data, kwargs["services"]))
     if "paused" in data and data["paused"] is not None:
         kwargs["paused"] = _get_bool(data, "paused")
+    if data.get("paused-until") is not None:
+        until = pausing.parse_time(data["paused-until"])
+        if until is None:
+            raise SettingsError(f"paused-until: {data['paused-until']!r} is not an ISO time")
+        kwargs["paused_until"] = until
+    if "pause-reason" in data:
+        try:
+            kwargs["pause_reason"] = pausing.check_reason(data["pause-reason"])
+        except pausing.PauseError as exc:
+            raise SettingsError(f"pause-{exc}") from None
     for option in ("state-dir", "control-socket"):
         if option in data:
             kwargs[option.replace("-", "_")] = _get_path(data, option, base_dir)

@@ -8,12 +8,12 @@ task is waiting, so settle periods and timeouts of minutes take microseconds of 
 from __future__ import annotations
 
 import asyncio
-import gc
 import collections
 import contextlib
 import copy
 import dataclasses
 import datetime
+import gc
 import pathlib
 import random
 import selectors

@@ -172,6 +172,36 @@ def test_replace_now_without_wait_returns_at_once_then_busy(tmp_path: pathlib.Pa
     assert history[0]["result"] == "ok"
 
 
+def test_history_of_one_service_and_of_one_operation(tmp_path: pathlib.Path) -> None:
+    backend = _backend(("app", 2), ("web", 2))
+
+    async def scenario() -> tuple[Any, ...]:
+        agent = await imb.start_agent(backend, tmp_path, services=("app", "web"))
+        app_op = await agent.engine.replace_now(control.ReplaceNowRequest("app"))
+        await agent.engine.replace_now(control.ReplaceNowRequest("web", dry_run=True))
+        of_app = await agent.engine.get_history(10, service="app")
+        one = await agent.engine.get_history(10, op_id=app_op["id"])
+        errors = []
+        for service, op_id in ((None, "9-nothing"), ("web", app_op["id"])):
+            with pytest.raises(control.ControlError) as error:
+                await agent.engine.get_history(10, service=service, op_id=op_id)
+            errors.append((error.value.code, error.value.message))
+        await agent.stop()
+        return app_op, of_app, one, errors
+
+    app_op, of_app, one, errors = imb.run_virtual(scenario())
+
+    assert [(op["id"], op["service"]) for op in of_app] == [(app_op["id"], "app")]
+    assert one == of_app
+    assert [s["step"] for s in one[0]["steps"]] == [
+        "plan", "add", "settle", "remove", "cleanup", "done"
+    ]  # fmt: skip
+    assert errors == [
+        (control.UNKNOWN_OPERATION, "operation '9-nothing' not found"),
+        (control.UNKNOWN_OPERATION, f"operation {app_op['id']!r} not found for service 'web'"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("request_", "code"),
     [
@@ -241,13 +271,15 @@ def test_pause_stops_new_work_lets_in_flight_finish_and_persists(tmp_path: pathl
 
     paused, again, refused, results, still, resumed = imb.run_virtual(scenario())
 
-    assert paused == {"paused": True, "changed": True, "paused-since": imb.EPOCH.isoformat()}
-    assert again == {"paused": True, "changed": False, "paused-since": imb.EPOCH.isoformat()}
+    running = {"paused-until": None, "pause-reason": ""}
+    since = imb.EPOCH.isoformat()
+    assert paused == {"paused": True, "changed": True, "paused-since": since, **running}
+    assert again == {"paused": True, "changed": False, "paused-since": since, **running}
     assert refused == control.PAUSED
     assert results == ["ok"]  # the in-flight replacement finished, nothing new started
     assert still["paused"] is True  # type: ignore[index]
     assert still["next-due"] is None  # type: ignore[index]
-    assert resumed == {"paused": False, "changed": True, "paused-since": None}
+    assert resumed == {"paused": False, "changed": True, "paused-since": None, **running}
 
 
 def test_settings_pause_is_authoritative_and_reapplied_on_reload(tmp_path: pathlib.Path) -> None:
@@ -386,6 +418,8 @@ def test_status_reports_targets_unknown_services_and_schedule(tmp_path: pathlib.
         "ready": True,
         "paused": False,
         "paused-since": None,
+        "paused-until": None,
+        "pause-reason": "",
         "dry-run": False,
         "services": ["app", "ghost"],
         "unknown-services": ["ghost"],
