@@ -15,7 +15,7 @@ import ops
 
 import workload
 from charms.whirlwind.v0 import controller_credentials
-from whirlwind import control, settings
+from whirlwind import control, pausing, policies, settings, windows
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +23,8 @@ CONTROLLER_RELATION = "controller"
 PEER_RELATION = "whirlwind-peers"
 PAUSED_KEY = "paused"
 PAUSED_SINCE_KEY = "paused-since"
+PAUSED_UNTIL_KEY = "paused-until"
+PAUSE_REASON_KEY = "pause-reason"
 LEADER_KEY = "leader"
 # The peer app databag names the application-owned secret holding the key that signs
 # Whirlwind's operations (the key itself never goes into relation data, which every model
@@ -57,6 +59,8 @@ class WhirlwindConfig:
     heal_max_unhealthy: float = 0.5
     max_age: str = "0"
     policies: str = ""
+    windows: str = ""
+    heal_in_windows: bool = False
 
     def __post_init__(self) -> None:
         # The same rules and messages as the agent's own settings (SettingsError is a ValueError).
@@ -76,6 +80,7 @@ class WhirlwindConfig:
                 f"max-in-flight must be a whole number 1..{settings.MAX_IN_FLIGHT}, "
                 f"got {self.max_in_flight}"
             )
+        self.windows_text  # noqa: B018 (validates: "windows: 'x' is not [days] ...")
         # Names the application and key: "policies: db: units: expected a whole number ...".
         settings.check_lifecycle(
             services=self.service_names,
@@ -90,6 +95,14 @@ class WhirlwindConfig:
     def service_names(self) -> tuple[str, ...]:
         """The target applications, in the order given."""
         return settings.parse_services(self.services)
+
+    @property
+    def windows_text(self) -> str:
+        """The change windows, normalised ("" is always open)."""
+        try:
+            return windows.parse_windows(self.windows).text
+        except windows.WindowError as exc:
+            raise ValueError(str(exc)) from None
 
     @property
     def lifecycle(self) -> dict[str, Any]:
@@ -149,11 +162,40 @@ class HistoryParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class PauseParams:
+    """Parameters of the pause action: how long (90s, 30m, 2h, 3d; empty: until resume), why."""
+
+    duration: str = ""
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        self.seconds  # noqa: B018 (validates)
+        try:
+            pausing.check_reason(self.reason)
+        except pausing.PauseError as exc:
+            raise ValueError(str(exc)) from None
+
+    @property
+    def seconds(self) -> int | None:
+        """The duration in seconds (None: until resumed)."""
+        if not self.duration.strip():
+            return None
+        try:
+            return pausing.check_duration(policies.parse_duration(self.duration, "duration"))
+        except (policies.PolicyError, pausing.PauseError) as exc:
+            text = str(exc)
+            text = text if text.startswith("duration") else f"duration: {text}"
+            raise ValueError(text) from None
+
+
+@dataclasses.dataclass(frozen=True)
 class PauseState:
-    """The pause switch kept in the peer relation's app databag."""
+    """The pause switch kept in the peer relation's app databag (times as ISO text)."""
 
     paused: bool = False
     since: str | None = None
+    until: str | None = None
+    reason: str = ""
 
 
 class WhirlwindCharm(ops.CharmBase):
@@ -184,6 +226,7 @@ class WhirlwindCharm(ops.CharmBase):
         framework.observe(self.on.resume_action, self._on_resume_action)
         framework.observe(self.on.replace_now_action, self._on_replace_now_action)
         framework.observe(self.on.history_action, self._on_history_action)
+        framework.observe(self.on.plan_action, self._on_plan_action)
 
     # Hooks: thin, all through the one reconcile.
 
@@ -201,7 +244,8 @@ class WhirlwindCharm(ops.CharmBase):
         event.add_status(self._get_status())
 
     def _on_pause_action(self, event: ops.ActionEvent) -> None:
-        self._set_paused(event, paused=True)
+        params = event.load_params(PauseParams, errors="fail")
+        self._set_paused(event, paused=True, duration=params.seconds, reason=params.reason)
 
     def _on_resume_action(self, event: ops.ActionEvent) -> None:
         self._set_paused(event, paused=False)
@@ -303,7 +347,16 @@ class WhirlwindCharm(ops.CharmBase):
         data = peer.data[self.app]
         if data.get(PAUSED_KEY) != "true":
             return PauseState()
-        return PauseState(paused=True, since=data.get(PAUSED_SINCE_KEY) or None)
+        until = data.get(PAUSED_UNTIL_KEY) or None
+        ends = pausing.parse_time(until)
+        if ends is not None and ends <= datetime.datetime.now(datetime.timezone.utc):
+            return PauseState()  # a timed pause that has ended (the agent resumed itself)
+        return PauseState(
+            paused=True,
+            since=data.get(PAUSED_SINCE_KEY) or None,
+            until=until,
+            reason=data.get(PAUSE_REASON_KEY, ""),
+        )
 
     def _get_credentials(
         self, config: WhirlwindConfig
@@ -363,6 +416,7 @@ class WhirlwindCharm(ops.CharmBase):
                 f"Missing controller {missing}: not in the credentials and not readable "
                 "from this unit's agent.conf; add it to the credentials"
             )
+        pause = self._get_pause_state()
         try:
             return settings.AgentSettings(
                 controller=settings.ControllerSettings(
@@ -382,10 +436,14 @@ class WhirlwindCharm(ops.CharmBase):
                 control_socket=self._get_paths().control_socket,
                 log_level=config.log_level.upper(),
                 own_application=self.app.name,
-                paused=self._get_pause_state().paused,
+                paused=pause.paused,
+                paused_until=pausing.parse_time(pause.until) if pause.paused else None,
+                pause_reason=pause.reason if pause.paused else "",
                 op_key=op_key,
                 max_in_flight=config.max_in_flight,
                 heal=config.heal,
+                windows=config.windows_text,
+                heal_in_windows=config.heal_in_windows,
                 **config.lifecycle,
             )
         except settings.SettingsError as exc:
@@ -426,7 +484,13 @@ class WhirlwindCharm(ops.CharmBase):
 
     # Actions.
 
-    def _set_paused(self, event: ops.ActionEvent, paused: bool) -> None:
+    def _set_paused(
+        self,
+        event: ops.ActionEvent,
+        paused: bool,
+        duration: int | None = None,
+        reason: str = "",
+    ) -> None:
         """Pause or resume: persist in the peer databag, re-render, tell the running agent."""
         verb = "pause" if paused else "resume"
         if not self.unit.is_leader():
@@ -437,18 +501,32 @@ class WhirlwindCharm(ops.CharmBase):
             event.fail("The peer relation is not set up yet; try again in a minute")
             return
         before = self._get_pause_state()
-        changed = before.paused != paused
-        if changed and paused:
+        reason = pausing.check_reason(reason)
+        if paused:
             now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-            peer.data[self.app].update({PAUSED_KEY: "true", PAUSED_SINCE_KEY: now.isoformat()})
+            until = now + datetime.timedelta(seconds=duration) if duration else None
+            after = PauseState(
+                True,
+                before.since if before.paused else now.isoformat(),
+                until.isoformat() if until else None,
+                reason,
+            )
+        else:
+            after = PauseState()
+        changed = after != before
+        data = peer.data[self.app]
+        if changed and paused:
+            data.update({PAUSED_KEY: "true", PAUSED_SINCE_KEY: after.since or ""})
+            data.update({PAUSED_UNTIL_KEY: after.until or "", PAUSE_REASON_KEY: after.reason})
         elif changed:
-            peer.data[self.app][PAUSED_KEY] = "false"
-            peer.data[self.app].pop(PAUSED_SINCE_KEY, None)
+            data[PAUSED_KEY] = "false"
+            for key in (PAUSED_SINCE_KEY, PAUSED_UNTIL_KEY, PAUSE_REASON_KEY):
+                data.pop(key, None)
         event.log(f"{verb}d in the charm state" if changed else f"already {verb}d")
         self._reconcile()
         try:
             client = self._get_control_client(ACTION_TIMEOUT)
-            reply = client.pause() if paused else client.resume()
+            reply = client.pause(duration, reason) if paused else client.resume()
         except control.AgentUnavailableError as exc:
             event.log(f"agent not reached ({exc}); it reads the {verb} state when it starts")
         except control.ControlError as exc:
@@ -458,9 +536,8 @@ class WhirlwindCharm(ops.CharmBase):
             event.log(f"agent {verb}d" if reply.get("changed") else f"agent was already {verb}d")
         state = self._get_pause_state()
         if paused:
-            message = (
-                f"paused since {state.since}" if changed else f"already paused since {state.since}"
-            )
+            text = _describe_pause(state)
+            message = text if changed else f"already {text}"
         else:
             message = "resumed" if changed else "already running (not paused)"
         event.set_results(
@@ -468,6 +545,8 @@ class WhirlwindCharm(ops.CharmBase):
                 "paused": _flag(state.paused),
                 "changed": _flag(changed),
                 "paused-since": state.since or "",
+                "paused-until": state.until or "",
+                "reason": state.reason,
                 "message": message,
             }
         )
@@ -548,6 +627,20 @@ class WhirlwindCharm(ops.CharmBase):
         else:
             event.fail(not_found)
 
+    def _on_plan_action(self, event: ops.ActionEvent) -> None:
+        if not self.unit.is_leader():
+            event.fail(self._not_leader_message())
+            return
+        try:
+            reply = self._get_control_client(ACTION_TIMEOUT).plan()
+        except control.AgentUnavailableError as exc:
+            event.fail(f"Agent not running: {exc}")
+            return
+        except control.ControlError as exc:
+            event.fail(_describe_control_error(exc, ""))
+            return
+        event.set_results(_plan_results(reply if isinstance(reply, Mapping) else {}))
+
     def _not_leader_message(self) -> str:
         """Where to run leader-only actions."""
         peer = self.model.get_relation(PEER_RELATION)
@@ -580,8 +673,13 @@ def describe_status(
     paused = bool(agent.get("paused", pause.paused))
     parts: list[str] = []
     if paused:
-        since = pause.since or agent.get("paused-since")
-        parts.append(f"paused since {_format_time(since)}" if since else "paused")
+        agent_pause = PauseState(
+            True,
+            agent.get("paused-since"),
+            agent.get("paused-until"),
+            str(agent.get("pause-reason") or ""),
+        )
+        parts.append(_describe_pause(pause if pause.paused else agent_pause, now))
     if isinstance(in_flight, Mapping):
         verb = "finishing" if paused else "replacing"
         step = in_flight.get("step")
@@ -593,6 +691,9 @@ def describe_status(
         parts += _describe_next(agent, now)
     elif paused and agent.get("next-trigger") == "heal":
         parts += _describe_next(agent, now)  # healing goes on while paused
+    window = agent.get("window")
+    if isinstance(window, Mapping) and window.get("windows") and not paused:
+        parts.append(str(window.get("detail")))
     parts += _describe_notes(agent)
     if unknown:
         parts.append(f"not in the model: {', '.join(unknown)}")
@@ -789,6 +890,53 @@ def _format_time(value: str) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(datetime.timezone.utc)
     return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _describe_pause(pause: PauseState, now: datetime.datetime | None = None) -> str:
+    """`paused until 14:00 UTC (reason)`, `paused since 2026-11-22 10:00 UTC`, or `paused`."""
+    if pause.until:
+        text = "paused until " + _format_due(pause.until, now or _now()).removeprefix("at ")
+    elif pause.since:
+        text = f"paused since {_format_time(pause.since)}"
+    else:
+        text = "paused"
+    return f"{text} ({pause.reason})" if pause.reason else text
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _plan_results(plan: Mapping[str, Any]) -> dict[str, Any]:
+    """The agent's plan as action results: per target its next step, victim, gates, units."""
+    results: dict[str, Any] = {}
+    targets = plan.get("targets")
+    for target in targets if isinstance(targets, list) else []:
+        if not isinstance(target, Mapping) or not isinstance(target.get("service"), str):
+            continue
+        nxt, gates, units = (target.get(key) for key in ("next", "gates", "units"))
+        nxt = nxt if isinstance(nxt, Mapping) else None
+        gates = gates if isinstance(gates, Mapping) else {}
+        units = units if isinstance(units, Mapping) else {}
+        entry: dict[str, Any] = {
+            "next": (
+                f"{nxt.get('trigger')} at {nxt.get('at')}: {nxt.get('what')}" if nxt else "none"
+            ),
+            "victim": str(target.get("victim") or ""),
+            "why": str(target.get("why") or ""),
+            "gates": {
+                str(name): ("holds: " if g.get("holds") else "open: ") + str(g.get("detail"))
+                for name, g in gates.items()
+                if isinstance(g, Mapping)
+            },
+            "units": {str(k): "" if v is None else str(v) for k, v in units.items()},
+        }
+        notes = target.get("notes")
+        if isinstance(notes, list) and notes:
+            entry["notes"] = "; ".join(str(n) for n in notes)
+        results.setdefault("targets", {})[target["service"]] = entry
+    results["message"] = str(plan.get("message") or "no targets")
+    return results
 
 
 if __name__ == "__main__":  # pragma: nocover

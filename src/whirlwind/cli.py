@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import whirlwind
 from whirlwind import backend as backend_mod
-from whirlwind import control, logsetup
+from whirlwind import control, logsetup, pausing, policies
 from whirlwind import engine as engine_mod
 from whirlwind import journal as journal_mod
 from whirlwind import settings as settings_mod
@@ -74,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--timeout", type=float, default=None, help="seconds to wait for an answer")
     requests = ctl.add_subparsers(dest="request", required=True, parser_class=_Parser)
     requests.add_parser("status", help="the agent's state")
-    requests.add_parser("pause", help="start no new replacements")
+    pause = requests.add_parser("pause", help="start no new replacements")
+    pause.add_argument(
+        "--duration", default=None, help="resume by itself after this long (90s, 30m, 2h, 3d)"
+    )
+    pause.add_argument("--reason", default="", help="why (shown in the status)")
+    requests.add_parser("plan", help="what happens next for every target (changes nothing)")
     requests.add_parser("resume", help="start replacements again")
     history = requests.add_parser("history", help="the newest operations")
     history.add_argument(
@@ -114,6 +119,12 @@ def main(
 
 def ctl_command(args: argparse.Namespace) -> int:
     """Send one control request and print its JSON result."""
+    pause_duration: int | None = None
+    if args.request == "pause":
+        problem, pause_duration = _check_pause_args(args)
+        if problem is not None:
+            print(f"whirlwind: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     if args.request == "history":
         problem = _check_history_args(args)
         if problem is not None:
@@ -129,6 +140,8 @@ def ctl_command(args: argparse.Namespace) -> int:
     try:
         if args.request == "history":
             result: Any = client.history(args.limit, service=args.service, op_id=args.id)
+        elif args.request == "pause":
+            result = client.pause(pause_duration, args.reason)
         elif args.request == "replace-now":
             request = control.ReplaceNowRequest(
                 service=args.service, unit=args.unit, wait=not args.no_wait, dry_run=args.dry_run
@@ -145,6 +158,20 @@ def ctl_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE if bad_input else EXIT_FAILED
     print(json.dumps(result, indent=2))
     return EXIT_OK
+
+
+def _check_pause_args(args: argparse.Namespace) -> tuple[str | None, int | None]:
+    """What is wrong with the arguments of `ctl pause`, and the duration in seconds."""
+    duration = None
+    try:
+        if args.duration is not None:
+            seconds = policies.parse_duration(args.duration, "--duration")
+            duration = pausing.check_duration(seconds)
+        pausing.check_reason(args.reason)
+    except (policies.PolicyError, pausing.PauseError) as exc:
+        text = str(exc)
+        return (text if text.startswith("--") else f"--{text}"), None
+    return None, duration
 
 
 def _check_history_args(args: argparse.Namespace) -> str | None:
@@ -195,9 +222,13 @@ class _EngineProxy:
         """Forwarded to the engine."""
         return await self._get().get_status()
 
-    async def pause(self) -> dict[str, Any]:
+    async def pause(self, duration: int | None = None, reason: str = "") -> dict[str, Any]:
         """Forwarded to the engine."""
-        return await self._get().pause()
+        return await self._get().pause(duration=duration, reason=reason)
+
+    async def get_plan(self) -> dict[str, Any]:
+        """Forwarded to the engine."""
+        return await self._get().get_plan()
 
     async def resume(self) -> dict[str, Any]:
         """Forwarded to the engine."""

@@ -32,11 +32,11 @@ import pathlib
 import socket
 from typing import Any, Protocol
 
-from whirlwind import settings
+from whirlwind import pausing, settings
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = ("status", "pause", "resume", "history", "replace-now")
+COMMANDS = ("status", "pause", "resume", "history", "replace-now", "plan")
 # `history`: how many operations one request may ask for, and how many it gets by default.
 MAX_HISTORY = 1000
 DEFAULT_HISTORY = 20
@@ -107,8 +107,12 @@ class ControlHandler(Protocol):
         """Agent state: paused, dry-run, services, in-flight operation, next due time."""
         ...
 
-    async def pause(self) -> dict[str, Any]:
-        """Stop starting new work; say whether anything changed."""
+    async def pause(self, duration: int | None = None, reason: str = "") -> dict[str, Any]:
+        """Stop starting new work (for `duration` seconds); say whether anything changed."""
+        ...
+
+    async def get_plan(self) -> dict[str, Any]:
+        """What happens next for every target, from the planner; changes nothing."""
         ...
 
     async def resume(self) -> dict[str, Any]:
@@ -143,7 +147,17 @@ async def _dispatch(handler: ControlHandler, command: str, args: dict[str, Any])
     if command == "status":
         return await handler.get_status()
     if command == "pause":
-        return await handler.pause()
+        duration, reason = args.get("duration"), args.get("reason", "")
+        try:
+            duration = None if duration is None else pausing.check_duration(duration)
+            reason = pausing.check_reason(reason)
+        except pausing.PauseError as exc:
+            raise ControlError(BAD_REQUEST, str(exc)) from None
+        if duration is None and not reason:
+            return await handler.pause()  # as older agents and handlers know it
+        return await handler.pause(duration=duration, reason=reason)
+    if command == "plan":
+        return await handler.get_plan()
     if command == "resume":
         return await handler.resume()
     if command == "history":
@@ -501,9 +515,18 @@ class ControlClient:
         """The agent's status."""
         return self.call("status")
 
-    def pause(self) -> dict[str, Any]:
-        """Pause the agent."""
-        return self.call("pause")
+    def pause(self, duration: int | None = None, reason: str = "") -> dict[str, Any]:
+        """Pause the agent (for `duration` seconds; None: until resumed)."""
+        args: dict[str, Any] = {}
+        if duration is not None:
+            args["duration"] = duration
+        if reason:
+            args["reason"] = reason
+        return self.call("pause", **args)
+
+    def plan(self) -> dict[str, Any]:
+        """What the agent will do next, for every target."""
+        return self.call("plan")
 
     def resume(self) -> dict[str, Any]:
         """Resume the agent."""

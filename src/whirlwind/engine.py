@@ -12,10 +12,20 @@ from typing import Any
 
 import whirlwind
 from whirlwind import backend as backend_mod
-from whirlwind import control, pausing, planner, policy, provenance, recovery, replacer
+from whirlwind import (
+    control,
+    pausing,
+    planner,
+    planview,
+    policy,
+    provenance,
+    recovery,
+    replacer,
+)
 from whirlwind import journal as journal_mod
 from whirlwind import model as model_view
 from whirlwind import settings as settings_mod
+from whirlwind import windows as windows_mod
 from whirlwind.planner import health, victims
 
 logger = logging.getLogger(__name__)
@@ -23,13 +33,7 @@ logger = logging.getLogger(__name__)
 INTERVAL = "interval"
 REPLACE_NOW = "replace-now"
 RECOVERY = "recovery"
-# The history's name of each planner trigger (the rotation was, and stays, "interval").
-TRIGGER_NAMES = {
-    planner.HEAL: recovery.HEAL_TRIGGER,
-    planner.COUNT: "count",
-    planner.AGE: "age",
-    planner.ROTATE: INTERVAL,
-}
+TRIGGER_NAMES = planview.TRIGGER_NAMES
 # After a model change wakes the loop, let a burst of deltas land first (seconds).
 SETTLE_DELTAS = 0.2
 
@@ -377,6 +381,7 @@ class Engine:
             if rotation_due
             else started,
             paused=self._paused,
+            pause_text=self._pause.describe(),
             breakers=self._journal.get_breakers(),
             in_flight=self._get_busy_services(),
             busy_units=busy,
@@ -640,6 +645,13 @@ class Engine:
             )
         return [op.to_dict()]
 
+    async def get_plan(self) -> dict[str, Any]:
+        """What happens next for every target, from a fresh plan; changes nothing."""
+        if not self._ready or not self._backend.connected:
+            raise control.ControlError(control.NOT_READY, "not connected to the controller yet")
+        self._expire_pause()
+        return planview.describe_plan(self._make_plan(), paused=self._paused)
+
     async def get_status(self) -> dict[str, Any]:
         """Agent state for `status`: connection, pause, targets, in-flight, next due, last."""
         settings = self._settings
@@ -690,6 +702,9 @@ class Engine:
             "paused-since": journal_mod.to_iso(self._pause.since) if self._paused else None,
             "paused-until": journal_mod.to_iso(self._pause.until) if self._paused else None,
             "pause-reason": self._pause.reason if self._paused else "",
+            "window": planview.describe_window(
+                windows_mod.get_schedule(settings.windows), self._now()
+            ),
             "dry-run": settings.dry_run,
             "services": list(settings.services),
             "unknown-services": [s for s in settings.services if s not in view.applications]

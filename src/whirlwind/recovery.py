@@ -20,7 +20,7 @@ from whirlwind import settings as settings_mod
 
 PAUSED = "paused"
 DRY_RUN = "dry-run"
-HEAL_TRIGGER = "heal"  # the journal's name of the planner's heal trigger
+HEAL_TRIGGER = "heal"  # the journal's name of the planner's heal trigger (planview)
 
 
 def get_hold(

@@ -29,8 +29,11 @@ class Handler:
     async def get_status(self) -> dict[str, Any]:
         return {"paused": False}
 
-    async def pause(self) -> dict[str, Any]:
+    async def pause(self, duration: int | None = None, reason: str = "") -> dict[str, Any]:
         return {"paused": True, "changed": True}
+
+    async def get_plan(self) -> dict[str, Any]:
+        return {"targets": []}
 
     async def resume(self) -> dict[str, Any]:
         return {"paused": False, "changed": True}

@@ -93,6 +93,7 @@ class FakeControlClient:
     status_reply: dict[str, Any] = dataclasses.field(default_factory=dict)
     replace_reply: dict[str, Any] = dataclasses.field(default_factory=dict)
     history_reply: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    plan_reply: dict[str, Any] = dataclasses.field(default_factory=dict)
     paused: bool = False
     errors: dict[str, Exception] = dataclasses.field(default_factory=dict)
     calls: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
@@ -107,8 +108,13 @@ class FakeControlClient:
         self._maybe_raise("status")
         return self.status_reply
 
-    def pause(self) -> dict[str, Any]:
-        self.calls.append(("pause", None))
+    def plan(self) -> dict[str, Any]:
+        self.calls.append(("plan", None))
+        self._maybe_raise("plan")
+        return self.plan_reply
+
+    def pause(self, duration: int | None = None, reason: str = "") -> dict[str, Any]:
+        self.calls.append(("pause", (duration, reason) if duration or reason else None))
         self._maybe_raise("pause")
         changed, self.paused = not self.paused, True
         return {"paused": True, "changed": changed, "paused-since": "2026-11-22T10:00:00+00:00"}

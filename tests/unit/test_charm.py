@@ -137,6 +137,29 @@ def test_lifecycle_options_reach_the_settings(ctx: testing.Context, fake_workloa
     assert rendered.policy_for("db").max_age == 7 * 86400
 
 
+def test_windows_reach_the_settings_and_bad_ones_block(
+    ctx: testing.Context, fake_workload: FakeWorkload
+):
+    config = {
+        "services": "app",
+        "windows": "mon-fri 09:00-17:00 Europe/London;  sat 10:00-12:00",
+        "heal-in-windows": True,
+    }
+    ctx.run(ctx.on.config_changed(), leader_state(config=config))
+    rendered = fake_workload.settings
+    assert rendered is not None
+    assert rendered.windows == "mon-fri 09:00-17:00 Europe/London; sat 10:00-12:00"
+    assert rendered.heal_in_windows is True
+
+    out = ctx.run(
+        ctx.on.config_changed(), leader_state(config={"services": "app", "windows": "weekdays"})
+    )
+    assert out.unit_status == testing.BlockedStatus(
+        "Invalid config: windows: 'weekdays' is not [days] HH:MM-HH:MM [zone] (for example "
+        "'mon-fri 09:00-17:00 Europe/London; sat 10:00-12:00 UTC')"
+    )
+
+
 def test_lifecycle_defaults(ctx: testing.Context, fake_workload: FakeWorkload):
     ctx.run(ctx.on.config_changed(), leader_state(config={"services": "wsgi-example"}))
 
@@ -582,6 +605,30 @@ BLOCKED = "Blocked on repeated failures of x: run resume or replace-now"
                      id="paused-since-the-action-not-the-agent-start"),
         pytest.param(config_of(services="wsgi-example"), charm.PauseState(True, None),
                      agent_status(paused=True), ops.ActiveStatus("Paused"), id="paused"),
+        pytest.param(config_of(services="wsgi-example"),
+                     charm.PauseState(True, "2026-11-22T09:00:00Z", "2026-11-22T14:00:00Z",
+                                      "release freeze"),
+                     agent_status(paused=True),
+                     ops.ActiveStatus("Paused until 14:00 UTC (release freeze)"),
+                     id="timed-pause-with-reason"),
+        pytest.param(config_of(services="wsgi-example"), charm.PauseState(),
+                     agent_status(paused=True, **{"paused-until": "2026-11-24T14:00:00Z",
+                                                  "paused-since": "2026-11-22T09:00:00Z"}),
+                     ops.ActiveStatus("Paused until 2026-11-24 14:00 UTC"),
+                     id="timed-pause-by-the-agent"),
+        pytest.param(config_of(services="wsgi-example"), charm.PauseState(),
+                     agent_status(**{"window": {"open": False, "windows": "mon-fri 09:00-17:00",
+                                                "detail": "window closed; opens Mon 09:00 UTC"},
+                                     "next-due": "2026-11-23T09:00:00Z",
+                                     "next-trigger": "interval",
+                                     "next-service": "wsgi-example"}),
+                     ops.ActiveStatus("Watching wsgi-example; every 10m; next wsgi-example at "
+                                      "2026-11-23 09:00 UTC; window closed; opens Mon 09:00 UTC"),
+                     id="window-closed"),
+        pytest.param(config_of(services="wsgi-example"), charm.PauseState(),
+                     agent_status(**{"window": {"open": True, "windows": "",
+                                                "detail": "no windows"}}),
+                     ops.ActiveStatus("Watching wsgi-example; every 10m"), id="no-windows"),
         pytest.param(config_of(services="wsgi-example"), charm.PauseState(),
                      agent_status(**{"next-due": "2026-11-22T10:04:00Z", "next-trigger": "heal",
                                      "next-service": "wsgi-example"}),

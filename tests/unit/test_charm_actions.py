@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from ops import testing
@@ -51,11 +52,14 @@ class TestPause:
         assert fake_workload.settings is not None
         assert fake_workload.settings.paused is True
         assert ("pause", None) in fake_client.calls
+        since = datetime.datetime.fromisoformat(data["paused-since"])
         assert ctx.action_results == {
             "paused": "true",
             "changed": "true",
             "paused-since": data["paused-since"],
-            "message": f"paused since {data['paused-since']}",
+            "paused-until": "",
+            "reason": "",
+            "message": f"paused since {since:%Y-%m-%d %H:%M} UTC",
         }
         assert "paused in the charm state" in ctx.action_logs
         assert "agent paused" in ctx.action_logs
@@ -71,7 +75,7 @@ class TestPause:
         assert peer_data(out)["paused-since"] == SINCE
         assert ctx.action_results is not None
         assert ctx.action_results["changed"] == "false"
-        assert ctx.action_results["message"] == f"already paused since {SINCE}"
+        assert ctx.action_results["message"] == "already paused since 2026-11-22 10:00 UTC"
         assert "already paused" in ctx.action_logs
 
     def test_pause_reports_a_change_the_agent_made(
@@ -125,6 +129,8 @@ class TestPause:
             "paused": "false",
             "changed": "true",
             "paused-since": "",
+            "paused-until": "",
+            "reason": "",
             "message": "resumed",
         }
 
@@ -178,6 +184,149 @@ def replace_now(
     ctx: testing.Context, params: dict[str, Any], state: testing.State | None = None
 ) -> testing.State:
     return ctx.run(ctx.on.action("replace-now", params=params), state or leader_state())
+
+
+class TestTimedPause:
+    def test_pause_with_duration_and_reason(
+        self, ctx: testing.Context, fake_workload: FakeWorkload, fake_client: FakeControlClient
+    ):
+        before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+        out = ctx.run(
+            ctx.on.action("pause", params={"duration": "2h", "reason": "release freeze"}),
+            leader_state(),
+        )
+
+        data = peer_data(out)
+        until = datetime.datetime.fromisoformat(data["paused-until"])
+        assert before + datetime.timedelta(hours=2) <= until
+        assert until <= before + datetime.timedelta(hours=2, seconds=5)
+        assert data["pause-reason"] == "release freeze"
+        assert ("pause", (7200, "release freeze")) in fake_client.calls
+        settings = fake_workload.settings
+        assert settings is not None
+        assert (settings.paused, settings.paused_until) == (True, until)
+        assert settings.pause_reason == "release freeze"
+        assert ctx.action_results is not None
+        assert ctx.action_results["paused-until"] == data["paused-until"]
+        assert ctx.action_results["reason"] == "release freeze"
+        assert ctx.action_results["message"].startswith("paused until ")
+        assert ctx.action_results["message"].endswith(" UTC (release freeze)")
+
+    @pytest.mark.parametrize(
+        ("params", "message"),
+        [
+            ({"duration": "soon"}, "duration: 'soon' is not a duration (use seconds or 90s, "
+             "10m, 12h, 7d)"),
+            ({"duration": "0"}, "duration must be greater than 0, got 0"),
+            ({"duration": "31d"}, "duration must be at most 30 days, got 2678400s"),
+            ({"reason": "x" * 201}, "reason must be at most 200 characters, got 201"),
+        ],
+    )  # fmt: skip
+    def test_bad_pause_parameters_fail_naming_them(
+        self, ctx: testing.Context, fake_client: FakeControlClient, params: dict[str, str],
+        message: str,
+    ):  # fmt: skip
+        with pytest.raises(testing.ActionFailed) as failed:
+            ctx.run(ctx.on.action("pause", params=params), leader_state())
+
+        assert message in failed.value.message
+        assert fake_client.calls == []
+
+    def test_an_ended_timed_pause_is_no_pause(
+        self, ctx: testing.Context, fake_workload: FakeWorkload
+    ):
+        peer = peer_relation(
+            paused="true",
+            **{"paused-since": SINCE, "paused-until": "2026-11-22T12:00:00+00:00"},
+        )
+
+        ctx.run(ctx.on.config_changed(), leader_state(relations=[peer]))
+
+        assert fake_workload.settings is not None
+        assert fake_workload.settings.paused is False
+
+    def test_pausing_again_with_a_duration_is_a_change(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        fake_client.paused = True
+        peer = peer_relation(paused="true", **{"paused-since": SINCE})
+
+        out = ctx.run(ctx.on.action("pause", params={"duration": "30m"}), leader_state(
+            relations=[peer]))  # fmt: skip
+
+        data = peer_data(out)
+        assert data["paused-since"] == SINCE  # still paused since then
+        assert data["paused-until"]
+        assert ctx.action_results is not None
+        assert ctx.action_results["changed"] == "true"
+
+
+class TestPlan:
+    PLAN: ClassVar[dict[str, Any]] = {
+        "now": "2026-11-30T08:00:00+00:00",
+        "targets": [
+            {
+                "service": "wsgi-example",
+                "next": {
+                    "trigger": "age",
+                    "at": "2026-11-30T09:00:00+00:00",
+                    "due": False,
+                    "what": "window opens",
+                },
+                "victim": None,
+                "why": "window opens",
+                "gates": {
+                    "breaker": {"holds": False, "detail": "closed"},
+                    "window": {"holds": True, "detail": "closed; opens 09:00 UTC (mon-fri "
+                               "09:00-17:00 Europe/London)"},
+                },
+                "units": {"live": 3, "healthy": 3, "wanted": None},
+                "notes": ["age: skipped wsgi-example/0 is the leader (last)"],
+                "summary": "wsgi-example: age at 09:00 UTC (window opens); window: closed",
+            }
+        ],
+        "message": "wsgi-example: age at 09:00 UTC (window opens); window: closed",
+    }  # fmt: skip
+
+    def test_plan_shows_every_target_with_its_gates(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        fake_client.plan_reply = self.PLAN
+
+        ctx.run(ctx.on.action("plan"), leader_state())
+
+        assert ctx.action_results == {
+            "targets": {
+                "wsgi-example": {
+                    "next": "age at 2026-11-30T09:00:00+00:00: window opens",
+                    "victim": "",
+                    "why": "window opens",
+                    "gates": {
+                        "breaker": "open: closed",
+                        "window": "holds: closed; opens 09:00 UTC (mon-fri 09:00-17:00 "
+                        "Europe/London)",
+                    },
+                    "units": {"live": "3", "healthy": "3", "wanted": ""},
+                    "notes": "age: skipped wsgi-example/0 is the leader (last)",
+                }
+            },
+            "message": "wsgi-example: age at 09:00 UTC (window opens); window: closed",
+        }
+
+    def test_plan_only_on_the_leader(self, ctx: testing.Context):
+        with pytest.raises(testing.ActionFailed) as failed:
+            ctx.run(ctx.on.action("plan"), leader_state(leader=False))
+
+        assert failed.value.message.startswith("Not the leader")
+
+    def test_plan_without_an_agent(self, ctx: testing.Context, fake_client: FakeControlClient):
+        fake_client.errors["plan"] = control.AgentUnavailableError("the agent is not running")
+
+        with pytest.raises(testing.ActionFailed) as failed:
+            ctx.run(ctx.on.action("plan"), leader_state())
+
+        assert failed.value.message == "Agent not running: the agent is not running"
 
 
 class TestReplaceNow:

@@ -64,6 +64,14 @@ def _stderr_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["ctl", "history", "--service", ""], "whirlwind: --service: '' is not one application"),
         (["ctl", "history", "--id", ""], "whirlwind: --id must not be empty"),
         (["ctl", "history", "--id"], "whirlwind: argument --id: expected one argument"),
+        (
+            ["ctl", "pause", "--duration", "soon"],
+            "whirlwind: --duration: 'soon' is not a duration",
+        ),
+        (["ctl", "pause", "--duration", "0"], "whirlwind: --duration must be greater than 0"),
+        (["ctl", "pause", "--duration", "40d"], "whirlwind: --duration must be at most 30 days"),
+        (["ctl", "pause", "--reason", "x" * 201], "whirlwind: --reason must be at most 200"),
+        (["ctl", "plan", "--all"], "whirlwind: unrecognized arguments: --all"),
         (["ctl", "--timeout", "x", "status"], "whirlwind: argument --timeout: invalid float"),
         (["ctl", "--timeout", "0", "status"], "whirlwind: --timeout must be a number of seconds"),
         (["ctl", "--timeout", "-5", "status"], "whirlwind: --timeout must be a number of seconds"),
@@ -137,11 +145,17 @@ class StubHandler:
     async def get_status(self) -> dict[str, Any]:
         return {"paused": False, "services": ["app"]}
 
-    async def pause(self) -> dict[str, Any]:
+    pause_calls: list[tuple[int | None, str]] = dataclasses.field(default_factory=list)
+
+    async def pause(self, duration: int | None = None, reason: str = "") -> dict[str, Any]:
+        self.pause_calls.append((duration, reason))
         return {"paused": True, "changed": True, "paused-since": "2026-01-01T00:00:00+00:00"}
 
     async def resume(self) -> dict[str, Any]:
         return {"paused": False, "changed": False, "paused-since": None}
+
+    async def get_plan(self) -> dict[str, Any]:
+        return {"targets": [], "message": "no targets (services is empty)"}
 
     async def get_history(
         self, limit: int, *, service: str | None = None, op_id: str | None = None
@@ -244,6 +258,26 @@ def test_ctl_history_passes_service_and_id(
         (20, "app", "7-abc"),
     ]
     assert printed.count('"id": "7-abc"') == 2
+
+
+def test_ctl_pause_passes_duration_and_reason_and_plan_prints_json(
+    capsys: pytest.CaptureFixture[str], short_dir: pathlib.Path
+) -> None:
+    socket_path = short_dir / "control.sock"
+    handler = StubHandler()
+    ctl = ["ctl", "--socket", str(socket_path)]
+    with _serve(handler, socket_path):
+        codes = [
+            cli.main([*ctl, "pause"]),
+            cli.main([*ctl, "pause", "--duration", "2h", "--reason", "release freeze"]),
+            cli.main([*ctl, "pause", "--duration", "90"]),
+            cli.main([*ctl, "plan"]),
+        ]
+    printed = capsys.readouterr().out
+
+    assert codes == [cli.EXIT_OK] * 4
+    assert handler.pause_calls == [(None, ""), (7200, "release freeze"), (90, "")]
+    assert '"message": "no targets (services is empty)"' in printed
 
 
 def test_ctl_history_of_an_unknown_operation_gives_one_line_and_exit_2(

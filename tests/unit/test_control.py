@@ -27,8 +27,12 @@ class Handler:
     async def get_status(self) -> dict[str, Any]:
         return {"paused": False}
 
-    async def pause(self) -> dict[str, Any]:
-        return {"paused": True, "changed": True, "paused-since": None}
+    async def pause(self, duration: int | None = None, reason: str = "") -> dict[str, Any]:
+        return {"paused": True, "changed": True, "paused-since": None, "until": duration,
+                "reason": reason}  # fmt: skip
+
+    async def get_plan(self) -> dict[str, Any]:
+        return {"targets": [], "message": "none"}
 
     async def resume(self) -> dict[str, Any]:
         raise RuntimeError("kaput")
@@ -81,11 +85,37 @@ async def test_round_trip_of_every_command(socket_path: pathlib.Path) -> None:
 
     assert folder_mode == 0o700
     assert status == {"paused": False}
-    assert paused == {"paused": True, "changed": True, "paused-since": None}
+    assert paused == {
+        "paused": True, "changed": True, "paused-since": None, "until": None, "reason": ""
+    }  # fmt: skip
     assert history == [{"id": "0"}, {"id": "1"}]
     assert started["result"] == "started"
     assert handler.requests == [control.ReplaceNowRequest("app", unit="app/1", wait=False)]
     assert _mode(socket_path) is None  # removed on stop
+
+
+async def test_pause_arguments_and_plan(socket_path: pathlib.Path) -> None:
+    server = control.ControlServer(socket_path, Handler())
+    await server.start()
+    try:
+        timed = await _call(socket_path, "pause", duration=600, reason="  freeze ")
+        plan = await _call(socket_path, "plan")
+        errors = []
+        for args in ({"duration": 0}, {"duration": "1h"}, {"reason": 7}, {"duration": True}):
+            with pytest.raises(control.ControlError) as error:
+                await _call(socket_path, "pause", **args)
+            errors.append((error.value.code, error.value.message))
+    finally:
+        await server.stop()
+
+    assert (timed["until"], timed["reason"]) == (600, "freeze")
+    assert plan == {"targets": [], "message": "none"}
+    assert errors == [
+        (control.BAD_REQUEST, "duration must be greater than 0, got 0"),
+        (control.BAD_REQUEST, "duration must be greater than 0, got '1h'"),
+        (control.BAD_REQUEST, "reason must be text"),
+        (control.BAD_REQUEST, "duration must be greater than 0, got True"),
+    ]
 
 
 def _make_stale(path: pathlib.Path) -> None:

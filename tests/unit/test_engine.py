@@ -420,6 +420,7 @@ def test_status_reports_targets_unknown_services_and_schedule(tmp_path: pathlib.
         "paused-since": None,
         "paused-until": None,
         "pause-reason": "",
+        "window": {"open": True, "windows": "", "detail": "no windows"},
         "dry-run": False,
         "services": ["app", "ghost"],
         "unknown-services": ["ghost"],

@@ -176,6 +176,7 @@ def test_plan_lists_every_gate_in_order() -> None:
         core.Gate(gates.PAUSED, False, "running"),
         core.Gate(gates.HEALTH, False, "1 of 1 units healthy"),
         core.Gate(gates.WINDOW, False, "no windows: always open"),
+        core.Gate(gates.MASS_FAILURE, False, "0 of 1 units broken (heals while at most 50%)"),
     )
     assert target.holding == ()
 

@@ -176,7 +176,13 @@ def test_shared_rotation_waits_for_its_time() -> None:
     assert plan.next_event() == _at(600)
     target = plan.get("app")
     assert target is not None
-    assert target.upcoming == (core.Upcoming(core.ROTATE, _at(600), "rotation: app next"),)
+    assert target.upcoming == (
+        core.Upcoming(
+            core.ROTATE,
+            _at(600),
+            "rotation: app next; app/0 is the oldest unit (rotation every 600s)",
+        ),
+    )
 
 
 def test_shared_rotation_counts_from_its_last_run() -> None:
@@ -232,7 +238,13 @@ def test_an_application_with_its_own_interval_keeps_its_own_timer() -> None:
     web = at_300.get("web")
     assert web is not None
     assert web.proposals[0].reason == "web/2 is the oldest unit (rotation every 300s)"
-    assert web.upcoming == (core.Upcoming(core.ROTATE, _at(300), "rotation of web"),)
+    assert web.upcoming == (
+        core.Upcoming(
+            core.ROTATE,
+            _at(300),
+            "rotation of web; web/2 is the oldest unit (rotation every 300s)",
+        ),
+    )
     # At 600 both are due: web on its own timer, app as the shared rotation's first.
     assert _rotations(at_600) == {"app": ["app/0"], "web": ["web/2"]}
 
@@ -245,7 +257,13 @@ def test_own_interval_waits_an_interval_after_its_last_voluntary_work() -> None:
     assert _rotations(plan) == {}
     web = plan.get("web")
     assert web is not None
-    assert web.upcoming == (core.Upcoming(core.ROTATE, _at(500), "rotation of web"),)
+    assert web.upcoming == (
+        core.Upcoming(
+            core.ROTATE,
+            _at(500),
+            "rotation of web; web/2 is the oldest unit (rotation every 300s)",
+        ),
+    )
 
 
 def test_own_interval_is_held_by_the_gates() -> None:

@@ -65,7 +65,8 @@ def make_plan(
         paused = gates.get_paused(context)
         health = gates.get_health(context, counts)
         window, opens = gates.get_window(context)
-        parts["gates"] += [*common, paused, health, window]
+        mass = gates.get_mass_failure(context, counts)
+        parts["gates"] += [*common, paused, health, window, mass]
         # Restoring: heal (even while paused: it has its own switch; in windows only with
         # heal-in-windows), then the unit count.
         healing, upcoming, notes = heal.propose(context, counts)
@@ -94,9 +95,10 @@ def make_plan(
                 parts["proposals"].append(aging)
         elif policy.own_interval:
             due = rotate.own_due(context)
-            parts["upcoming"].append(Upcoming(ROTATE, due, f"rotation of {service}"))
+            rotating, notes = rotate.propose(context, due)
+            what = f"rotation of {service}" + (f"; {rotating.reason}" if rotating else "")
+            parts["upcoming"].append(Upcoming(ROTATE, due, what))
             if due <= facts.now and voluntary_ok:
-                rotating, notes = rotate.propose(context, due)
                 parts["notes"] += notes
                 if rotating is not None:
                     parts["proposals"].append(rotating)
@@ -149,5 +151,10 @@ def _rotate_shared(
                 turn = service
                 break
     if turn is not None:
-        built[turn]["upcoming"].append(Upcoming(ROTATE, due, f"rotation: {turn} next"))
+        what = f"rotation: {turn} next"
+        if due > facts.now:
+            # Not due yet: which unit it would take now, for the plan (notes left out).
+            would, _ = rotate.propose(contexts[turn], due)
+            what += f"; {would.reason}" if would is not None else ""
+        built[turn]["upcoming"].append(Upcoming(ROTATE, due, what))
     return due if shared else None

@@ -28,6 +28,8 @@ class Facts:
     now: datetime.datetime
     agent_started: datetime.datetime
     paused: bool = False
+    # How the pause reads (`paused until 14:00 UTC (reason)`), for the plan's gate.
+    pause_text: str = ""
     breakers: Mapping[str, policy_mod.BreakerState] = dataclasses.field(default_factory=dict)
     in_flight: Collection[str] = ()
     busy_units: Collection[str] = ()

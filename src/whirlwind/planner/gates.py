@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 
 from whirlwind import policy as policy_mod
-from whirlwind.planner import core
+from whirlwind.planner import core, heal
 
 REFUSED = "refused"
 BREAKER = "breaker"
@@ -13,6 +13,7 @@ IN_FLIGHT = "in-flight"
 PAUSED = "paused"
 HEALTH = "health"
 WINDOW = "window"
+MASS_FAILURE = "mass-failure"
 
 
 def get_common(context: core.Context) -> list[core.Gate]:
@@ -42,7 +43,16 @@ def get_health(context: core.Context, counts: core.Counts) -> core.Gate:
 
 def get_paused(context: core.Context) -> core.Gate:
     """Pause holds voluntary work (and unit counts); healing has its own switch."""
-    return core.Gate(PAUSED, context.facts.paused, "paused" if context.facts.paused else "running")
+    facts = context.facts
+    detail = (facts.pause_text or "paused") if facts.paused else "running"
+    return core.Gate(PAUSED, facts.paused, detail)
+
+
+def get_mass_failure(context: core.Context, counts: core.Counts) -> core.Gate:
+    """Healing stops while too many units are broken at once (heal.is_mass_failure)."""
+    limit = f"{context.policy.heal_max_unhealthy:.0%}"
+    detail = f"{counts.broken} of {counts.live} units broken (heals while at most {limit})"
+    return core.Gate(MASS_FAILURE, heal.is_mass_failure(context, counts), detail)
 
 
 def get_window(context: core.Context) -> tuple[core.Gate, datetime.datetime | None]:
@@ -53,14 +63,14 @@ def get_window(context: core.Context) -> tuple[core.Gate, datetime.datetime | No
         return core.Gate(WINDOW, False, "no windows: always open"), None
     if schedule.is_open(now):
         closes = schedule.closes_at(now)
-        until = f" until {_clock(closes, now)}" if closes is not None else ""
+        until = f" until {format_clock(closes, now)}" if closes is not None else ""
         return core.Gate(WINDOW, False, f"open{until} ({schedule.text})"), None
     opens = schedule.opens_at(now)
-    when = f"; opens {_clock(opens, now)}" if opens is not None else ""
+    when = f"; opens {format_clock(opens, now)}" if opens is not None else ""
     return core.Gate(WINDOW, True, f"closed{when} ({schedule.text})"), opens
 
 
-def _clock(when: datetime.datetime, now: datetime.datetime) -> str:
+def format_clock(when: datetime.datetime, now: datetime.datetime) -> str:
     """12:00 UTC today, Mon 09:00 UTC within a week, else 2026-12-24 09:00 UTC."""
     when = when.astimezone(datetime.timezone.utc)
     if when.date() == now.astimezone(datetime.timezone.utc).date():
