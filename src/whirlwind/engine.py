@@ -14,6 +14,7 @@ import whirlwind
 from whirlwind import backend as backend_mod
 from whirlwind import (
     control,
+    notify,
     pausing,
     planner,
     planview,
@@ -137,11 +138,15 @@ class Engine:
         """Recover, then run until stop() (True); with `once`, one replacement (True if ok)."""
         self._started_at = self._now()
         logger.info("engine started: whirlwind %s", whirlwind.__version__)
+        # The charm's status follows the agent: what an operator sees touches the trigger.
+        notifier = notify.Notifier(self._settings.state_dir / notify.TRIGGER_FILE, self._now)
+        self._journal.add_listener(notifier.on_commit)
         try:
             if not await self._wait_for_connection():
                 return not once
             self._recover()
             self._ready = True
+            notifier.notify()  # connected: the status no longer says "connecting"
             if once:
                 return await self._run_once()
             while not self._stopping:
@@ -158,6 +163,8 @@ class Engine:
         finally:
             self._ready = False
             await self._cancel_tasks()
+            self._journal.remove_listener(notifier.on_commit)
+            notifier.close()
             logger.info("engine stopped")
 
     def stop(self) -> None:
@@ -540,11 +547,13 @@ class Engine:
         """Applications with an operation running, or left in flight and not taken up yet."""
         return set(self._in_flight) | {op.service for op in self._journal.get_unfinished()}
 
-    def _choose_victim(self, service: str, unit: str | None) -> model_view.UnitState | None:
-        """replace-now's unit: the one asked for, else as voluntary work chooses it.
+    def _choose_victim(
+        self, service: str, unit: str | None
+    ) -> tuple[model_view.UnitState | None, list[str]]:
+        """replace-now's unit, and why units were skipped.
 
-        That is the oldest (with `strategy: random`, any), storage skipped unless allowed,
-        the leader last.
+        The one asked for, else as voluntary work chooses it: the oldest (with
+        `strategy: random`, any), storage skipped unless allowed, the leader last.
         """
         view = self._backend.model
         busy = self._get_busy_units()
@@ -557,13 +566,13 @@ class Engine:
             key=lambda u: u.number,
         )
         if unit is not None:
-            return next((u for u in candidates if u.name == unit), None)
+            return next((u for u in candidates if u.name == unit), None), []
         if self._settings.strategy == "random":
             candidates = self._rng.sample(candidates, len(candidates))
         now = self._now()
         facts = planner.Facts(now=now, agent_started=now, busy_units=busy)
         context = planner.make_context(service, view, self._settings, facts)
-        return victims.choose(context, candidates)[0]
+        return victims.choose(context, candidates)
 
     # -- pause -----------------------------------------------------------------------------
 
@@ -773,7 +782,13 @@ class Engine:
                     raise control.ControlError(control.REFUSED, f"{unit.name} is {unit.life}")
             if view.count_healthy(service) < 1:
                 raise control.ControlError(control.NOT_READY, f"{service} has no healthy unit")
-            victim = self._choose_victim(service, request.unit)
+            victim, skipped = self._choose_victim(service, request.unit)
+            if victim is None and skipped:
+                raise control.ControlError(
+                    control.REFUSED,
+                    f"no unit of {service} can be replaced: {', '.join(skipped)} "
+                    "(a policy with storage: allow lets units with storage go)",
+                )
             if victim is None:
                 raise control.ControlError(control.BUSY, f"no unit of {service} can be replaced")
             op = replacer.create_plan(
