@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import yaml
 from charmlibs import systemd
 
-from whirlwind import settings
+from whirlwind import notify, settings
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,17 @@ MEMORY_MAX = "1G"
 TASKS_MAX = 64
 LIMIT_NOFILE = 1024
 ETC_DIR_MODE = 0o755
+# The status follows the agent: the agent touches <state dir>/status-changed (whirlwind/notify.py),
+# this path unit sees it and starts the oneshot service, which runs update-status now.
+STATUS_PATH_UNIT = "whirlwind-status.path"
+STATUS_SERVICE_UNIT = "whirlwind-status.service"
+# Where the machine agent links juju-exec (juju core/paths/paths.go, `jujuExec`).
+JUJU_EXEC = "/usr/bin/juju-exec"
+# Deadline for one start of the status service: juju-exec waits for Juju's machine lock
+# (another hook may hold it) and the hook itself takes a few seconds.
+STATUS_TIMEOUT = 120
+# Update-status runs again while the trigger changed during the run, at most this often.
+STATUS_ROUNDS = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +86,21 @@ class WorkloadPaths:
         """The systemd unit running the agent."""
         return self.unit_dir / SERVICE_FILE
 
+    @property
+    def status_trigger(self) -> pathlib.Path:
+        """The file the agent touches when the status should be looked at again."""
+        return self.state_dir / notify.TRIGGER_FILE
+
+    @property
+    def status_path_file(self) -> pathlib.Path:
+        """The systemd path unit watching `status_trigger`."""
+        return self.unit_dir / STATUS_PATH_UNIT
+
+    @property
+    def status_service_file(self) -> pathlib.Path:
+        """The oneshot service that runs update-status through juju-exec."""
+        return self.unit_dir / STATUS_SERVICE_UNIT
+
     def agent_conf(self, unit_name: str) -> pathlib.Path:
         """The Juju unit agent's own configuration file, e.g. unit-whirlwind-0/agent.conf."""
         return self.agents_dir / f"unit-{unit_name.replace('/', '-')}" / "agent.conf"
@@ -82,10 +108,11 @@ class WorkloadPaths:
 
 @dataclasses.dataclass(frozen=True)
 class Changed:
-    """What `configure` rewrote: the unit file, and/or the settings or credentials."""
+    """What `configure` rewrote: the unit file, the settings or credentials, the status units."""
 
     unit_file: bool = False
     settings: bool = False
+    status_units: bool = False
 
 
 class StartResult(enum.Enum):
@@ -203,6 +230,101 @@ WantedBy=multi-user.target
 """
 
 
+def render_status_path_unit(paths: WorkloadPaths) -> str:
+    """The path unit: a change of the agent's status trigger starts the status service.
+
+    `PathChanged=` fires when a file opened for writing is closed, which is how the agent
+    touches it. systemd's default trigger limit stays: the agent touches at most once a second.
+    """
+    return f"""\
+# Installed by the whirlwind charm; changes are overwritten.
+[Unit]
+Description=Whirlwind status: run update-status when the agent's status changes
+
+[Path]
+PathChanged={paths.status_trigger}
+Unit={STATUS_SERVICE_UNIT}
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def render_status_service_unit(
+    unit_name: str, paths: WorkloadPaths, *, juju_exec: str = JUJU_EXEC
+) -> str:
+    """The oneshot service: the charm's update-status hook now, through juju-exec.
+
+    juju-exec (juju cmd/jujud/run/run.go) takes the unit with `-u`; after `--` a single
+    argument is the command text as is, which the unit agent runs with `/bin/bash -s` in the
+    charm folder (worker/uniter/runner/runner.go: WorkingDir is the charm dir) in a hook
+    context, after taking Juju's machine lock (worker/uniter/operation/runcommands.go:
+    RequiresMachineLock), so it waits for a hook in progress. JUJU_DISPATCH_PATH is set for
+    hooks only (runner.go), so the command sets it: ops dispatches from it to update-status.
+
+    systemd drops a change of the trigger while this service runs (systemd issues #5770,
+    #37667), so the script runs update-status again while the trigger changed during a run,
+    at most STATUS_ROUNDS times. Never start this service from a hook and wait for it: it
+    waits for the machine lock that hook holds.
+
+    The hook runs in the unit agent's processes, not here: the hardening binds only the
+    juju-exec client, which must read /usr/bin/juju-exec (a link into /var/lib/juju/tools) and
+    connect to the unit agent's socket in /var/lib/juju/agents/unit-*/ (root, 0700).
+    """
+    rounds = " ".join(str(n) for n in range(1, STATUS_ROUNDS + 1))
+    script = (
+        f"for round in {rounds}; do"
+        ' seen=$$(cat -- "$$0" 2>/dev/null);'
+        ' "$$2" -u "$$1" -- "JUJU_DISPATCH_PATH=hooks/update-status ./dispatch" || exit;'
+        ' [ "$$(cat -- "$$0" 2>/dev/null)" = "$$seen" ] && exit 0;'
+        " done; exit 0"
+    )
+    return f"""\
+# Installed by the whirlwind charm; changes are overwritten.
+[Unit]
+Description=Whirlwind status: the charm's update-status hook, now (started by {STATUS_PATH_UNIT})
+# No start limit: a start limit hit would stop {STATUS_PATH_UNIT} watching for good.
+StartLimitIntervalSec=0
+
+[Service]
+Type=oneshot
+# In the script $0 is the trigger file, $1 the unit, $2 juju-exec; systemd reads $$ as $.
+ExecStart=/bin/sh -c '{script}' {paths.status_trigger} {unit_name} {juju_exec}
+TimeoutStartSec={STATUS_TIMEOUT}
+UMask=0077
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectProc=invisible
+NoNewPrivileges=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+# juju-exec reaches the unit agent over a Unix socket in the file system only
+# (worker/uniter/paths.go newUnixSocket: <agent dir>/run.socket), which a private network
+# namespace does not hide.
+RestrictAddressFamilies=AF_UNIX
+PrivateNetwork=yes
+IPAddressDeny=any
+PrivateMounts=yes
+ProcSubset=pid
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
+CapabilityBoundingSet=
+AmbientCapabilities=
+"""
+
+
 def read_agent_controller_info(path: pathlib.Path) -> AgentControllerInfo | None:
     """Addresses (`apiaddresses`) and CA (`cacert`) from a unit agent.conf, or None."""
     try:
@@ -250,21 +372,36 @@ class Workload:
             self._python, self._pythonpath, self._paths, charm_dir=self._charm_dir
         )
 
+    def status_unit_contents(self) -> dict[pathlib.Path, str]:
+        """The status path unit and service this charm revision wants, by file."""
+        return {
+            self._paths.status_path_file: render_status_path_unit(self._paths),
+            self._paths.status_service_file: render_status_service_unit(
+                self._unit_name, self._paths
+            ),
+        }
+
     def install(self) -> bool:
-        """Write the unit file (and daemon-reload) if it differs; return whether it changed."""
-        changed = settings.write_file_atomically(
+        """Write the unit files (daemon-reload if any differs); return whether the agent's did."""
+        return self._install_units().unit_file
+
+    def _install_units(self) -> Changed:
+        agent = settings.write_file_atomically(
             self._paths.unit_file, self.unit_file_content(), 0o644
         )
-        if changed:
+        status = False
+        for path, text in self.status_unit_contents().items():
+            status |= settings.write_file_atomically(path, text, 0o644)
+        if agent or status:
             systemd.daemon_reload()
-        return changed
+        return Changed(unit_file=agent, status_units=status)
 
     def configure(self, agent_settings: settings.AgentSettings) -> Changed:
         """Write unit file, settings (0644, no password) and credentials (0600) atomically.
 
         The settings folder is made 0755 whatever the umask.
         """
-        unit_changed = self.install()
+        units = self._install_units()
         self._ensure_etc_dir()
         self._paths.lib_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # The password file first: a reloaded agent must never read settings that point at
@@ -282,7 +419,11 @@ class Workload:
             agent_settings, password_file=self._paths.credentials_file, op_key_file=op_key_file
         )
         settings_changed = settings.write_file_atomically(self._paths.settings_file, text, 0o644)
-        return Changed(unit_file=unit_changed, settings=settings_changed or secrets_changed)
+        return Changed(
+            unit_file=units.unit_file,
+            settings=settings_changed or secrets_changed,
+            status_units=units.status_units,
+        )
 
     def _ensure_etc_dir(self) -> None:
         """Create the settings folder 0755 whatever the hook's umask, and repair its mode."""
@@ -302,7 +443,15 @@ class Workload:
         return self._paths.unit_file.exists()
 
     def ensure_running(self, changed: Changed, restart: bool = False) -> StartResult:
-        """Enable and start the agent; restart for a new unit file/code, reload for settings."""
+        """Enable and start the agent; restart for a new unit file/code, reload for settings.
+
+        Then enable and start the status path unit (restarted when its files changed).
+        """
+        result = self._ensure_agent_running(changed, restart)
+        self._ensure_status_trigger(restart=changed.status_units)
+        return result
+
+    def _ensure_agent_running(self, changed: Changed, restart: bool) -> StartResult:
         try:
             systemd.service_enable(SERVICE_NAME)
             if not self.is_running():
@@ -319,6 +468,33 @@ class Workload:
             raise WorkloadError(f"cannot start {SERVICE_NAME}: {exc}") from None
         return StartResult.UNCHANGED
 
+    def _ensure_status_trigger(self, *, restart: bool) -> None:
+        """Enable and start the path unit; a failure only delays the status (logged).
+
+        Only the path unit: starting the service from a hook would wait for the machine
+        lock that hook holds.
+        """
+        try:
+            systemd.service_enable(STATUS_PATH_UNIT)
+            if not systemd.service_running(STATUS_PATH_UNIT):
+                systemd.service_start(STATUS_PATH_UNIT)
+            elif restart:
+                systemd.service_restart(STATUS_PATH_UNIT)  # watches the path it names now
+        except systemd.SystemdError as exc:
+            logger.warning(
+                "cannot start %s (the status follows at update-status): %s", STATUS_PATH_UNIT, exc
+            )
+
+    def _stop_status_trigger(self) -> None:
+        """Stop and disable the path unit if it is installed."""
+        if not self._paths.status_path_file.exists():
+            return
+        try:
+            systemd.service_stop(STATUS_PATH_UNIT)
+            systemd.service_disable(STATUS_PATH_UNIT)
+        except systemd.SystemdError as exc:
+            raise WorkloadError(f"cannot stop {STATUS_PATH_UNIT}: {exc}") from None
+
     def stop_and_disable(self) -> bool:
         """Stop and disable the agent if it is installed; return whether it was running."""
         if not self.is_installed():
@@ -330,6 +506,7 @@ class Workload:
             systemd.service_disable(SERVICE_NAME)
         except systemd.SystemdError as exc:
             raise WorkloadError(f"cannot stop {SERVICE_NAME}: {exc}") from None
+        self._stop_status_trigger()
         return was_running
 
     def remove_credentials(self) -> bool:
@@ -346,11 +523,18 @@ class Workload:
         return removed
 
     def remove(self) -> None:
-        """Stop the agent and delete unit file, settings and credentials; keep the state dir."""
+        """Stop the agent and delete unit files, settings and credentials; keep the state dir."""
         self.stop_and_disable()
         self.remove_credentials()
-        if self.is_installed():
-            self._paths.unit_file.unlink()
+        unit_files = (
+            self._paths.unit_file,
+            self._paths.status_path_file,
+            self._paths.status_service_file,
+        )
+        installed = [path for path in unit_files if path.exists()]
+        for path in installed:
+            path.unlink()
+        if installed:
             systemd.daemon_reload()
         # Not empty (an operator's file) or already gone: leave it.
         with contextlib.suppress(OSError):

@@ -290,6 +290,8 @@ class Journal:
         self.path = path
         # Test seam: called after every commit with a label (e.g. "step:add").
         self.on_commit = on_commit
+        # Also called after every commit, never raising: the engine's status notifier.
+        self._listeners: list[Callable[[str], None]] = []
         self._durable = durable
         try:
             self._db = self._open()
@@ -430,6 +432,17 @@ class Journal:
             raise error(f"journal {self.path}: cannot write {label}: {exc}") from exc
         if self.on_commit is not None:
             self.on_commit(label)
+        for listener in tuple(self._listeners):
+            listener(label)
+
+    def add_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener` with the label of every commit from now on (it must not raise)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[str], None]) -> None:
+        """Stop calling `listener` (no error if it was not added)."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
 
     # -- operations ------------------------------------------------------------------------
 

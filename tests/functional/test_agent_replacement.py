@@ -114,7 +114,13 @@ async def test_pause_stops_new_work_and_resume_starts_it_again(
     assert calls_while_paused == 0
     assert status_paused["paused"] is True
     assert status_paused["next-due"] is None
-    assert resumed == {"paused": False, "changed": True, "paused-since": None}
+    assert resumed == {
+        "paused": False,
+        "changed": True,
+        "paused-since": None,
+        "paused-until": None,
+        "pause-reason": "",
+    }
     history = agent.history()
     assert [(op["trigger"], op["result"]) for op in history] == [("interval", "ok")]
     # Pause is durable: it is in the journal for the next start.

@@ -82,6 +82,7 @@ class FakeSystemd:
         self.unit_files: dict[str, pathlib.Path] = {}  # service name -> unit file (per unit)
         self.machines: dict[str, workload.WorkloadPaths] = {}  # unit name -> its paths
         self.started = 0
+        self.path_unit_active = False
 
     def use(self, unit_file: pathlib.Path) -> None:
         """The unit file that `systemctl` of the unit under test sees."""
@@ -99,6 +100,8 @@ class FakeSystemd:
     def _run(self, verb: str, service: str) -> int:
         if verb == "daemon-reload":
             return 0
+        if service == workload.STATUS_PATH_UNIT:
+            return self._run_path_unit(verb)
         unit_file = self.unit_files[service]
         process = self.processes.get(str(unit_file))
         running = process is not None and process.poll() is None
@@ -129,6 +132,21 @@ class FakeSystemd:
             command = [a.replace("$MAINPID", str(process.pid)) for a in unit.exec_reload]
             return subprocess.run(command, check=False, timeout=10).returncode
         raise AssertionError(f"unexpected systemctl {verb}")
+
+    def _run_path_unit(self, verb: str) -> int:
+        """The status path unit: only its state (the test itself watches the trigger file)."""
+        if verb in ("enable", "disable"):
+            (self.enabled.add if verb == "enable" else self.enabled.discard)(
+                workload.STATUS_PATH_UNIT
+            )
+            return 0
+        if verb in ("start", "restart"):
+            self.path_unit_active = True
+        elif verb == "stop":
+            self.path_unit_active = False
+        elif verb == "is-active":
+            return 0 if self.path_unit_active else 3
+        return 0
 
     def _start(self, unit_file: pathlib.Path) -> None:
         unit = UnitFile.parse(unit_file.read_text())
@@ -381,6 +399,81 @@ async def test_the_charms_actions_drive_the_live_agent(
     assert set(annotations) == {policy.BORN_ANNOTATION}  # the marks came off at the end
     assert state.unit_status.message.endswith(f"; last {TARGET}/1 -> {TARGET}/3 ok")
     checker.assert_final(await unit.history())
+
+
+FAKE_JUJU_EXEC = """#!/bin/sh
+echo "$*" >> "$0.log"
+"""
+
+
+async def test_the_status_follows_the_agent_step_by_step(
+    fake_juju_factory: fake_fixtures.ControllerFactory,
+    fake_systemd: FakeSystemd,
+    agent_dir: pathlib.Path,
+    apps: dict[str, int],
+):
+    """The agent touches the trigger; the status service runs update-status through juju-exec.
+
+    The test plays systemd's part: it watches the trigger file as `PathChanged=` does, runs the
+    rendered status service's ExecStart with a juju-exec that only records its arguments, and
+    plays the unit agent's part by running update-status under ops.testing for each call.
+    """
+    fake = await fake_juju_factory(apps)
+    unit, state = await start_leader(fake, fake_systemd, agent_dir)
+    juju_exec = agent_dir / "juju-exec"
+    juju_exec.write_text(FAKE_JUJU_EXEC)
+    juju_exec.chmod(0o755)
+    service_file = unit.paths.status_service_file
+    (line,) = [x for x in service_file.read_text().splitlines() if x.startswith("ExecStart=")]
+    exec_start = shlex.split(line.removeprefix("ExecStart=").replace("$$", "$"))
+    assert exec_start[-1] == workload.JUJU_EXEC
+    exec_start[-1] = str(juju_exec)
+    trigger = unit.paths.status_trigger
+    story: list[str] = []
+
+    def juju_exec_calls() -> list[str]:
+        log = pathlib.Path(f"{juju_exec}.log")
+        return log.read_text().splitlines() if log.exists() else []
+
+    def read_trigger() -> str:
+        return trigger.read_text() if trigger.exists() else ""
+
+    async def status_service() -> None:
+        """What the path unit starts: the rendered script, then the hook it asked for."""
+        before = len(juju_exec_calls())
+        await asyncio.to_thread(subprocess.run, exec_start, check=True, timeout=30)
+        for _ in range(len(juju_exec_calls()) - before):
+            nonlocal state
+            state = await unit.run(unit.ctx.on.update_status(), state)
+            story.append(state.unit_status.message)
+
+    # Slow enough on the real clock for the one-touch-per-second limit to show the steps.
+    pump = harness.ClockPump(fake, period=0.25)
+    seen = read_trigger()
+    state = await unit.run(
+        unit.ctx.on.action("replace-now", params={"service": TARGET, "wait": False}), state
+    )
+    async with pump.running():
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not (story and " ok" in story[-1] and await unit.idle()):
+            assert loop.time() < deadline, story
+            if read_trigger() != seen:
+                seen = read_trigger()
+                await status_service()
+            await asyncio.sleep(0.02)
+
+    assert workload.STATUS_PATH_UNIT in fake_systemd.enabled
+    assert fake_systemd.path_unit_active
+    assert stat.S_IMODE(trigger.stat().st_mode) == 0o600
+    assert set(juju_exec_calls()) == {
+        "-u whirlwind/0 -- JUJU_DISPATCH_PATH=hooks/update-status ./dispatch"
+    }
+    # The story as show-status-log tells it: the replacement as it happens, then its result.
+    replacing = [m for m in story if m.startswith(f"Replacing {TARGET}/1")]
+    assert replacing, story
+    assert story[-1].endswith(f"; last {TARGET}/1 -> {TARGET}/3 ok"), story
+    assert story.index(replacing[0]) < len(story) - 1
 
 
 async def test_config_changes_reach_the_agent_by_sighup_mid_settle(

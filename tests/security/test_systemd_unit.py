@@ -25,6 +25,9 @@ import workload
 # `systemd-analyze security` exposure of the rendered unit (systemd 252: 3.6 before the
 # hardening of the security review, 1.6 after). Any directive dropped raises it: fail then.
 MAX_EXPOSURE = 1.6
+# The status service (juju-exec as root, to reach the unit agent's socket) scores 0.9 with
+# systemd 252: no network namespace of its own, no mounts, no /proc beyond processes.
+MAX_STATUS_EXPOSURE = 0.9
 SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze"
 UNIT_CHARM_DIR = pathlib.Path("/var/lib/juju/agents/unit-whirlwind-0/charm")
 _EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
@@ -196,3 +199,48 @@ def test_the_agent_sees_its_code_and_settings_but_no_juju_agents_files(productio
         assert not _visible(other, hidden, shown), other
     assert service["ProtectSystem"] == ["strict"]
     assert service["ReadWritePaths"] == [str(paths.lib_dir)]
+
+
+# -- the status units: whirlwind-status.path and whirlwind-status.service ---------------------
+
+
+@pytest.fixture
+def status_units(tmp_path: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Both status units as the charm renders them on a real unit, by file name."""
+    machine = workload.Workload("whirlwind/0", UNIT_CHARM_DIR)
+    folder = tmp_path / "units"
+    folder.mkdir()
+    units = {}
+    for path, text in machine.status_unit_contents().items():
+        units[path.name] = folder / path.name
+        units[path.name].write_text(text)
+    return units
+
+
+def test_systemd_analyze_verify_accepts_the_status_units(status_units: dict[str, pathlib.Path]):
+    path_unit = status_units[workload.STATUS_PATH_UNIT]
+    service = status_units[workload.STATUS_SERVICE_UNIT]
+
+    result = run_analyze("verify", str(path_unit), str(service))
+
+    about_us = [
+        line
+        for line in result.stderr.splitlines()
+        if "whirlwind-status" in line and "juju-exec" not in line  # not installed here
+    ]
+    assert result.returncode in (0, 1), result.stderr
+    assert about_us == [], "\n".join(about_us)
+
+
+def test_status_service_exposure_is_at_most_the_agents(status_units: dict[str, pathlib.Path]):
+    result = run_analyze(
+        "security", "--offline=yes", str(status_units[workload.STATUS_SERVICE_UNIT])
+    )
+
+    assert result.returncode == 0, result.stderr
+    found = _EXPOSURE.search(result.stdout)
+    assert found is not None, f"no exposure level in:\n{result.stdout}\n{result.stderr}"
+    exposed = "\n".join(line for line in result.stdout.splitlines() if "✗" in line)
+    assert float(found.group(1)) <= MAX_STATUS_EXPOSURE, (
+        f"exposure {found.group(1)} above {MAX_STATUS_EXPOSURE}; still exposed:\n{exposed}"
+    )

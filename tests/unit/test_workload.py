@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
+import shlex
 import stat
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -16,12 +19,21 @@ from whirlwind import settings
 
 
 class FakeSystemd:
-    """Stands in for charmlibs.systemd: records calls, keeps a running flag."""
+    """Stands in for charmlibs.systemd: records calls, keeps which units are active."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
-        self.running = False
+        self.active: set[str] = set()
         self.fail_on: set[str] = set()
+
+    @property
+    def running(self) -> bool:
+        """Whether the agent's service is active."""
+        return workload.SERVICE_NAME in self.active
+
+    @running.setter
+    def running(self, value: bool) -> None:
+        (self.active.add if value else self.active.discard)(workload.SERVICE_NAME)
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         for name in ("start", "stop", "restart", "enable", "disable"):
@@ -36,9 +48,9 @@ class FakeSystemd:
             if name in self.fail_on:
                 raise systemd.SystemdError(f"systemctl {name} failed")
             if name in ("start", "restart"):
-                self.running = True
+                self.active.update(args)
             if name == "stop":
-                self.running = False
+                self.active.difference_update(args)
             return True
 
         return command
@@ -48,7 +60,7 @@ class FakeSystemd:
         return True
 
     def _running(self, service_name: str) -> bool:
-        return self.running
+        return service_name in self.active
 
     def _daemon_reload(self) -> bool:
         self.calls.append(("daemon-reload",))
@@ -210,10 +222,12 @@ def test_configure_writes_files_with_modes_and_no_password_in_settings(
     changed = machine.configure(agent_settings())
 
     paths = machine.paths
-    assert changed == workload.Changed(unit_file=True, settings=True)
+    assert changed == workload.Changed(unit_file=True, settings=True, status_units=True)
     assert mode(paths.settings_file) == 0o644
     assert mode(paths.credentials_file) == 0o600
     assert mode(paths.unit_file) == 0o644
+    assert mode(paths.status_path_file) == 0o644
+    assert mode(paths.status_service_file) == 0o644
     assert paths.credentials_file.stat().st_uid == os.geteuid()
     assert paths.credentials_file.read_text() == PASSWORD + "\n"
     assert mode(paths.op_key_file) == 0o600
@@ -221,6 +235,7 @@ def test_configure_writes_files_with_modes_and_no_password_in_settings(
     for secret in (PASSWORD, OP_KEY):
         assert secret not in paths.settings_file.read_text()
         assert secret not in paths.unit_file.read_text()
+        assert secret not in paths.status_service_file.read_text()
     loaded = settings.load_settings(paths.settings_file)
     assert loaded.controller.password == PASSWORD
     assert loaded.op_key == OP_KEY
@@ -313,7 +328,10 @@ def test_ensure_running_starts_a_stopped_agent(
     assert fake_systemd.calls == [
         ("enable", "whirlwind-agent"),
         ("start", "whirlwind-agent"),
+        ("enable", "whirlwind-status.path"),
+        ("start", "whirlwind-status.path"),
     ]
+    assert "whirlwind-status.service" not in fake_systemd.active  # the path unit starts it
 
 
 @pytest.mark.parametrize(
@@ -344,7 +362,7 @@ def test_reload_or_restart_a_running_agent(
     result = machine.ensure_running(changed, restart=restart)
 
     assert result is expected
-    commands = [c for c in fake_systemd.names() if c != "enable"]
+    commands = [c[0] for c in fake_systemd.calls if c[0] != "enable" and c[1] == "whirlwind-agent"]
     assert commands == ([command] if command else [])
 
 
@@ -371,7 +389,12 @@ def test_stop_and_disable_a_running_agent(machine: workload.Workload, fake_syste
 
     assert machine.stop_and_disable() is True
 
-    assert fake_systemd.calls == [("stop", "whirlwind-agent"), ("disable", "whirlwind-agent")]
+    assert fake_systemd.calls == [
+        ("stop", "whirlwind-agent"),
+        ("disable", "whirlwind-agent"),
+        ("stop", "whirlwind-status.path"),
+        ("disable", "whirlwind-status.path"),
+    ]
     assert not machine.is_running()
 
 
@@ -399,8 +422,10 @@ def test_remove_deletes_everything_but_the_state_dir(
 
     machine.remove()
 
-    assert fake_systemd.names() == ["stop", "disable", "daemon-reload"]
+    assert fake_systemd.names() == ["stop", "disable", "stop", "disable", "daemon-reload"]
     assert not machine.paths.unit_file.exists()
+    assert not machine.paths.status_path_file.exists()
+    assert not machine.paths.status_service_file.exists()
     assert not machine.paths.settings_file.exists()
     assert not machine.paths.credentials_file.exists()
     assert not machine.paths.etc_dir.exists()
@@ -411,6 +436,196 @@ def test_remove_when_nothing_was_installed(machine: workload.Workload, fake_syst
     machine.remove()
 
     assert fake_systemd.calls == []
+
+
+# -- the status trigger: path unit and update-status service ---------------------------------
+
+
+def _directives(text: str) -> dict[str, list[str]]:
+    """`Key=value` lines by key, in order (comments and sections left out)."""
+    values: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith(("#", "[")):
+            values.setdefault(key, []).append(value)
+    return values
+
+
+def _exec_start(text: str) -> list[str]:
+    """ExecStart as the argv systemd runs: `$$` is a literal `$`, single quotes group."""
+    (value,) = _directives(text)["ExecStart"]
+    return shlex.split(value.replace("$$", "$"))
+
+
+def test_status_path_unit_watches_the_agents_trigger_file(
+    machine: workload.Workload, tmp_path: pathlib.Path
+):
+    text = machine.status_unit_contents()[machine.paths.status_path_file]
+
+    trigger = tmp_path / "var/lib/whirlwind/state/status-changed"
+    assert machine.paths.status_trigger == trigger
+    values = _directives(text)
+    assert values["PathChanged"] == [str(trigger)]
+    assert values["Unit"] == ["whirlwind-status.service"]
+    assert values["WantedBy"] == ["multi-user.target"]
+    assert set(values) == {"Description", "PathChanged", "Unit", "WantedBy"}
+    assert text.index("[Path]") < text.index("PathChanged") < text.index("[Install]")
+
+
+def test_status_service_runs_update_status_of_this_unit_through_juju_exec(
+    tmp_path: pathlib.Path, charm_dir: pathlib.Path
+):
+    machine = workload.Workload("whirlwind/7", charm_dir, paths=tmp_paths(tmp_path))
+
+    text = machine.status_unit_contents()[machine.paths.status_service_file]
+
+    values = _directives(text)
+    assert values["Type"] == ["oneshot"]
+    assert values["TimeoutStartSec"] == ["120"]
+    assert values["StartLimitIntervalSec"] == ["0"]
+    assert text.index("StartLimitIntervalSec") < text.index("[Service]")
+    argv = _exec_start(text)
+    assert argv[:2] == ["/bin/sh", "-c"]
+    assert argv[3:] == [
+        str(tmp_path / "var/lib/whirlwind/state/status-changed"),
+        "whirlwind/7",
+        "/usr/bin/juju-exec",
+    ]
+    assert '"$2" -u "$1" -- "JUJU_DISPATCH_PATH=hooks/update-status ./dispatch"' in argv[2]
+    # juju-exec must reach the unit agent's socket under /var/lib/juju/agents/unit-*/.
+    for hiding in ("InaccessiblePaths", "TemporaryFileSystem", "BindReadOnlyPaths"):
+        assert hiding not in values
+    assert "[Install]" not in text  # only the path unit starts it
+
+
+FAKE_JUJU_EXEC = """#!/bin/sh
+# Records its arguments; touches the trigger during the first $TOUCHES runs (the agent
+# moving on while update-status runs); exits with $FAIL_WITH.
+echo "$*" >> "$LOG"
+runs=$(wc -l < "$LOG")
+if [ "$runs" -le "$TOUCHES" ]; then echo "run $runs" > "$TRIGGER"; fi
+exit "$FAIL_WITH"
+"""
+
+
+@pytest.mark.parametrize(
+    ("touches", "fail_with", "runs", "code"),
+    [
+        (0, 0, 1, 0),  # nothing changed during the run: once
+        (2, 0, 3, 0),  # changed during two runs: again until a run saw no change
+        (9, 0, workload.STATUS_ROUNDS, 0),  # keeps changing: bounded, the next touch restarts
+        (2, 3, 1, 3),  # juju-exec failed (no unit agent, timeout): its exit code, no retry
+    ],
+)
+def test_status_service_runs_update_status_again_while_the_trigger_changes(
+    tmp_path: pathlib.Path, touches: int, fail_with: int, runs: int, code: int
+):
+    fake = tmp_path / "juju-exec"
+    fake.write_text(FAKE_JUJU_EXEC)
+    fake.chmod(0o755)
+    paths = tmp_paths(tmp_path)
+    paths.state_dir.mkdir(parents=True)
+    paths.status_trigger.write_text("touched by the agent\n")
+    log = tmp_path / "calls.log"
+    text = workload.render_status_service_unit("whirlwind/0", paths, juju_exec=str(fake))
+
+    result = subprocess.run(
+        _exec_start(text),
+        env={
+            "PATH": "/usr/bin:/bin",
+            "LOG": str(log),
+            "TRIGGER": str(paths.status_trigger),
+            "TOUCHES": str(touches),
+            "FAIL_WITH": str(fail_with),
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert result.returncode == code, result.stderr
+    expected = "-u whirlwind/0 -- JUJU_DISPATCH_PATH=hooks/update-status ./dispatch"
+    assert log.read_text().splitlines() == [expected] * runs
+
+
+def test_status_service_copes_without_a_trigger_file(tmp_path: pathlib.Path):
+    fake = tmp_path / "juju-exec"
+    fake.write_text(FAKE_JUJU_EXEC)
+    fake.chmod(0o755)
+    paths = tmp_paths(tmp_path)
+    text = workload.render_status_service_unit("whirlwind/0", paths, juju_exec=str(fake))
+    env = {"PATH": "/usr/bin:/bin", "LOG": str(tmp_path / "calls.log"), "TOUCHES": "0"}
+
+    result = subprocess.run(
+        _exec_start(text),
+        env={**env, "TRIGGER": str(tmp_path / "elsewhere"), "FAIL_WITH": "0"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert len((tmp_path / "calls.log").read_text().splitlines()) == 1
+
+
+def test_new_status_units_restart_a_running_path_unit(
+    machine: workload.Workload, fake_systemd: FakeSystemd
+):
+    machine.configure(agent_settings())
+    fake_systemd.active |= {"whirlwind-agent", "whirlwind-status.path"}
+    fake_systemd.calls.clear()
+    machine.paths.status_path_file.write_text("# an older revision's\n")
+
+    changed = machine.configure(agent_settings())
+    result = machine.ensure_running(changed)
+
+    assert changed == workload.Changed(status_units=True)
+    assert result is workload.StartResult.UNCHANGED  # the agent keeps running
+    assert fake_systemd.calls == [
+        ("daemon-reload",),
+        ("enable", "whirlwind-agent"),
+        ("enable", "whirlwind-status.path"),
+        ("restart", "whirlwind-status.path"),
+    ]
+
+
+def test_a_running_path_unit_is_left_alone(machine: workload.Workload, fake_systemd: FakeSystemd):
+    fake_systemd.active |= {"whirlwind-agent", "whirlwind-status.path"}
+
+    machine.ensure_running(workload.Changed(), restart=True)
+
+    assert ("restart", "whirlwind-agent") in fake_systemd.calls
+    assert [c for c in fake_systemd.calls if c[1:] == ("whirlwind-status.path",)] == [
+        ("enable", "whirlwind-status.path")
+    ]
+
+
+def test_a_path_unit_that_fails_to_start_does_not_stop_the_agent(
+    machine: workload.Workload, fake_systemd: FakeSystemd, caplog: pytest.LogCaptureFixture
+):
+    fake_systemd.running = True
+    fake_systemd.fail_on.add("start")
+
+    with caplog.at_level(logging.WARNING, logger="workload"):
+        result = machine.ensure_running(workload.Changed())
+
+    assert result is workload.StartResult.UNCHANGED
+    assert "cannot start whirlwind-status.path" in caplog.text
+
+
+def test_stop_and_disable_an_agent_installed_before_the_status_units(
+    machine: workload.Workload, fake_systemd: FakeSystemd
+):
+    machine.configure(agent_settings())
+    machine.paths.status_path_file.unlink()
+    machine.paths.status_service_file.unlink()
+    fake_systemd.calls.clear()
+
+    assert machine.stop_and_disable() is False
+
+    assert fake_systemd.calls == [("disable", "whirlwind-agent")]
 
 
 def test_read_agent_controller_info(machine: workload.Workload, tmp_path: pathlib.Path):
@@ -451,6 +666,11 @@ def test_default_paths_are_the_real_ones():
     assert paths.credentials_file == pathlib.Path("/etc/whirlwind/credentials")
     assert paths.state_dir == pathlib.Path("/var/lib/whirlwind/state")
     assert paths.unit_file == pathlib.Path("/etc/systemd/system/whirlwind-agent.service")
+    assert paths.status_trigger == pathlib.Path("/var/lib/whirlwind/state/status-changed")
+    assert paths.status_path_file == pathlib.Path("/etc/systemd/system/whirlwind-status.path")
+    assert paths.status_service_file == pathlib.Path(
+        "/etc/systemd/system/whirlwind-status.service"
+    )
     assert paths.agent_conf("whirlwind/3") == pathlib.Path(
         "/var/lib/juju/agents/unit-whirlwind-3/agent.conf"
     )
