@@ -37,18 +37,7 @@ EXPECTED_PLATFORMS = {
     "ubuntu-24.04-amd64": "ubuntu@24.04:amd64",
     "ubuntu-22.04-amd64": "ubuntu@22.04:amd64",
 }
-EXPECTED_ACTIONS = {"pause", "resume", "replace-now"}
 JSON_TYPES = {"string", "integer", "number", "boolean", "array", "object"}
-EXPECTED_OPTIONS = {
-    "interval",
-    "services",
-    "settle-period",
-    "settle-timeout",
-    "remove-timeout",
-    "dry-run",
-    "credentials",
-    "log-level",
-}
 
 # Runs inside charmcraft's own interpreter: parse its output and validate with its models.
 VALIDATE = r"""
@@ -62,7 +51,8 @@ project.CharmcraftProject.unmarshal(dict(expanded))
 meta = yaml.safe_load((root / "metadata.yaml").read_text())
 metadata.CharmMetadataLegacy.unmarshal(dict(meta))
 config.JujuConfig.model_validate(yaml.safe_load((root / "config.yaml").read_text()))
-json.dump({"expanded": expanded, "metadata": meta}, sys.stdout)
+own = {n: yaml.safe_load((root / f"{n}.yaml").read_text()) for n in ("actions", "config")}
+json.dump({"expanded": expanded, "metadata": meta, "own": own}, sys.stdout)
 """
 
 
@@ -121,7 +111,12 @@ def _charmcraft_python(charmcraft: pathlib.Path) -> pathlib.Path | None:
     return candidate if candidate.exists() else None
 
 
-def _check(expanded: dict[str, Any], meta: dict[str, Any]) -> None:
+def _check(expanded: dict[str, Any], meta: dict[str, Any], own: dict[str, Any]) -> None:
+    """The expanded project against what the project's own files say (all of it merged in)."""
+    expected_actions = set(own.get("actions") or {})
+    expected_options = set((own.get("config") or {}).get("options") or {})
+    if not expected_actions or not expected_options:
+        _fail("actions.yaml or config.yaml is empty")
     if expanded.get("type") != "charm":
         _fail("type is not charm")
     if "base" in expanded or "bases" in expanded:
@@ -139,7 +134,7 @@ def _check(expanded: dict[str, Any], meta: dict[str, Any]) -> None:
     if expanded.get("name") != meta.get("name") or not expanded.get("summary"):
         _fail("name/summary were not read from metadata.yaml")
     actions = expanded.get("actions")
-    if not isinstance(actions, dict) or set(actions) != EXPECTED_ACTIONS:
+    if not isinstance(actions, dict) or set(actions) != expected_actions:
         _fail(f"actions from actions.yaml not read: {actions!r}")
     for name, action in actions.items():
         params = action.get("params") or {}
@@ -147,7 +142,7 @@ def _check(expanded: dict[str, Any], meta: dict[str, Any]) -> None:
         if bad or action.get("additionalProperties") is not False:
             _fail(f"action {name}: typed params and additionalProperties: false required")
     options = (expanded.get("config") or {}).get("options")
-    if not isinstance(options, dict) or set(options) != EXPECTED_OPTIONS:
+    if not isinstance(options, dict) or set(options) != expected_options:
         _fail(f"config from config.yaml not read: {options!r}")
     requires = meta.get("requires") or {}
     controller = requires.get("controller") if isinstance(requires, dict) else None
@@ -179,15 +174,19 @@ def main() -> None:
 
             expanded = yaml.safe_load(output)
             meta = yaml.safe_load((project / "metadata.yaml").read_text())
+            own = {
+                n: yaml.safe_load((project / f"{n}.yaml").read_text())
+                for n in ("actions", "config")
+            }
             models = "skipped"
         else:
             reply = _run([str(python), "-c", VALIDATE, str(project)], project, env, stdin=output)
             data = json.loads(reply)
-            expanded, meta = data["expanded"], data["metadata"]
+            expanded, meta, own = data["expanded"], data["metadata"], data["own"]
             models = "ok"
         if not isinstance(expanded, dict) or not isinstance(meta, dict):
             _fail("charmcraft expand-extensions did not print a YAML mapping")
-        _check(expanded, meta)
+        _check(expanded, meta, own)
     print(
         f"check_charmcraft: OK ({version}; platforms {', '.join(EXPECTED_PLATFORMS)}; "
         f"metadata/config/actions read; model validation {models})"
