@@ -95,6 +95,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="N",
         help="clean, empty machines that AddUnits may use (as after juju add-machine)",
     )
+    parser.add_argument(
+        "--allow-exec",
+        action="store_true",
+        help="serve exec (Action.Run); without it every exec is refused with Juju's "
+        "'permission denied' (unauthorized access) and only logged",
+    )
     args = parser.parse_args(argv)
     names = [name for name, _, _ in args.app]
     if len(set(names)) != len(names):
@@ -120,6 +126,7 @@ async def serve(args: argparse.Namespace) -> None:
         seed=args.seed,
         unset_status=args.unset_status,
         spare_machines=args.spare_machines,
+        allow_exec=args.allow_exec,
         **({} if args.delta_lag is None else {"delta_lag": args.delta_lag}),
     )
     await controller.start()

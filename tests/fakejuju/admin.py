@@ -88,6 +88,13 @@ async def apply_fault(ctl: server_mod.FakeJujuController, body: Any) -> dict[str
             ctl.set_delta_lag(low, _number(body, "max", low))
         elif fault == "add-machine":
             return {"machine": ctl.add_machine()}
+        elif fault == "allow-exec":
+            allow = body.get("allow", True)
+            if not isinstance(allow, bool):
+                raise BadFaultError("allow-exec: 'allow' must be true or false")
+            ctl.set_allow_exec(allow)
+        elif fault == "exec":
+            ctl.exec_fault(_text(body, "unit"), _text(body, "mode"))
         elif fault == "clear":
             await ctl.clear_faults()
         else:

@@ -81,6 +81,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "StorageAttachmentDetails": ("storage-tag", "unit-tag", "machine-tag"),
     "FilesystemDetails": ("filesystem-tag", "info", "status"),
     "FilesystemInfo": ("filesystem-id", "pool", "size"),
+    # rpc/params/actions.go: time.Time fields are sent even when zero (omitempty or not).
+    "EnqueuedActions": ("operation",),
+    "ActionResult": ("enqueued", "started", "completed"),
+    "Action": ("tag", "receiver", "name"),
 }  # fmt: skip
 
 # Types the schema names but libjuju does not generate.
@@ -119,6 +123,12 @@ DELTA_KEYS: dict[str, tuple[str, ...]] = {
         "hardware-characteristics", "jobs", "addresses", "has-vote", "wants-vote", "hostname",
     ),
     "annotation": ("model-uuid", "tag", "annotations"),
+    # rpc/params/multiwatcher.go ActionInfo as apiserver/watcher.go TranslateAction fills it
+    # (parameters and results omitempty and never copied).
+    "action": (
+        "model-uuid", "id", "receiver", "name", "status", "message", "enqueued", "started",
+        "completed",
+    ),
 }  # fmt: skip
 _DELTA_STATUS_FIELDS = {
     "model": ("status",),

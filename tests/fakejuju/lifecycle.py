@@ -126,6 +126,9 @@ class Lifecycle:
         self._cleanups: list[_Cleanup] = []
         self._cleanup_seq = 0
         self._cleanup_inserted = False
+        # Called with a unit's name when its agent talks to the controller again (the exec
+        # engine: the uniter picks up the actions queued meanwhile).
+        self.agent_back_listeners: list[Callable[[str], None]] = []
 
     # -- plumbing -----------------------------------------------------------
 
@@ -1009,7 +1012,12 @@ class Lifecycle:
         )
 
     def _remove_unit(
-        self, name: str, *, force: bool = False, max_wait: float | None = None
+        self,
+        name: str,
+        *,
+        force: bool = False,
+        max_wait: float | None = None,
+        release_host: bool = True,
     ) -> None:
         unit = self.state.units.get(name)
         if unit is None:
@@ -1032,7 +1040,8 @@ class Lifecycle:
 
         machine = self.state.machines.get(unit.machine_id)
         if (
-            machine is not None
+            release_host
+            and machine is not None
             and machine.life == "alive"
             and not self.state.units_on(machine.id)
             and "JobManageModel" not in machine.jobs
@@ -1055,11 +1064,33 @@ class Lifecycle:
             )
         if machine.life != "alive" and not force:
             return units
-        for unit in units:
-            self.destroy_unit(unit, force=True, max_wait=max_wait)
-        if not units:
-            self._machine_dying(machine_id, force=force, max_wait=max_wait)
+        if units:
+            # machine.go ForceDestroy inserts a cleanupForceDestroyedMachine document and
+            # changes nothing else; the cleaner runs it on insertion (a step later).
+            wait = DEFAULT_FORCE_MAX_WAIT if max_wait is None else max_wait
+            self._schedule_cleanup(
+                self.clock.now(), lambda: self._obliterate_machine(machine_id, wait)
+            )
+            return units
+        self._machine_dying(machine_id, force=force, max_wait=max_wait)
         return units
+
+    def _obliterate_machine(self, machine_id: str, max_wait: float) -> None:
+        """state/cleanup.go cleanupForceDestroyedMachineInternal: the host dies, units with it.
+
+        Every principal is obliterated (obliterateUnit: DestroyWithForce, storage attachments
+        removed, EnsureDead, RemoveWithForce) in that one cleanup, whatever its agent is
+        doing; then the machine is set dead and the cleanupForceRemoveMachine backstop removes
+        it max-wait later.
+        """
+        if machine_id not in self.state.machines:
+            return
+        for unit in sorted(u.name for u in self.state.units_on(machine_id)):
+            for storage in self.state.storage_of(unit):
+                self._release_storage(storage.id)
+            self._remove_unit(unit, force=True, max_wait=max_wait, release_host=False)
+            log.info("fake juju: unit %s obliterated with machine %s", unit, machine_id)
+        self._force_destroyed_machine(machine_id, max_wait)
 
     def _machine_dying(self, machine_id: str, *, force: bool, max_wait: float | None) -> None:
         machine = self._update_machine(machine_id, life="dying")
@@ -1154,6 +1185,8 @@ class Lifecycle:
             self._teardown(name)
         if unit.life == "alive" and name in self._agent_running:
             self._elect(unit.application)
+        for listener in list(self.agent_back_listeners):
+            listener(name)
 
     def set_machine_down(self, machine_id: str, down: bool = True) -> None:
         """A machine's agent (and with it its unit agents) stops, or comes back."""

@@ -28,6 +28,19 @@ def format_time(epoch: float) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
 
 
+# Go's zero time.Time as encoding/json writes it (a struct field is never omitted, omitempty
+# or not): an action's `started` / `completed` before they happen.
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def format_second(epoch: float | None) -> str:
+    """Format a time Juju truncated to the second (state nowToTheSecond), None as zero time."""
+    if epoch is None:
+        return GO_ZERO_TIME
+    stamp = datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @dataclasses.dataclass(frozen=True)
 class Status:
     """One status value (workload, agent or instance) with the time it was set."""
@@ -171,6 +184,28 @@ class StorageInstance:
 
 
 @dataclasses.dataclass(frozen=True)
+class ActionRecord:
+    """An action document (state/action.go actionDoc): here only juju-exec, on a unit."""
+
+    id: str
+    operation: str
+    receiver: str  # the unit's name (actionDoc.Receiver is the receiver tag's id)
+    name: str
+    parameters: Mapping[str, Any]
+    enqueued: float
+    status: str = "pending"
+    message: str = ""
+    results: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    started: float | None = None
+    completed: float | None = None
+
+    @property
+    def tag(self) -> str:
+        """Return the action tag (action-N)."""
+        return f"action-{self.id}"
+
+
+@dataclasses.dataclass(frozen=True)
 class HistoryEntry:
     """One status history record."""
 
@@ -181,7 +216,9 @@ class HistoryEntry:
 
 _EntityKey = tuple[str, str]
 # Order of kinds in a watcher's first batch (Juju sends the store's whole list).
-_KIND_ORDER = {"model": 0, "application": 1, "machine": 2, "unit": 3, "annotation": 4}
+_KIND_ORDER = {
+    "model": 0, "application": 1, "machine": 2, "unit": 3, "annotation": 4, "action": 5,
+}  # fmt: skip
 # Default lag between a change in the database and its delta in the multiwatcher store.
 DEFAULT_DELTA_LAG = (0.02, 0.3)
 
@@ -478,6 +515,10 @@ class ModelState:
         # newFilesystemId ("filesystem"): model-wide sequences.
         self.next_storage_number = 0
         self.next_filesystem_number = 0
+        # Actions by id, and state/sequence.go's "task" sequence shared by operations and
+        # actions (state/operation.go newOperationDoc, state/action.go newActionDoc; from 1).
+        self.actions: dict[str, ActionRecord] = {}
+        self.next_task = 1
         self.store = Multiwatcher()
         self.feed = ChangeFeed(self.store.apply, rng or random.Random(), delta_lag)
         # Test probes that must see every change the moment it happens (no lag).
@@ -647,7 +688,36 @@ class ModelState:
             "annotations": dict(self.annotations.get(tag, {})),
         }
 
+    def action_info(self, action: ActionRecord) -> dict[str, Any]:
+        """Return the "action" delta info.
+
+        apiserver/watcher.go TranslateAction copies neither parameters nor results (both
+        omitempty in params.ActionInfo), so a delta never carries them.
+        """
+        return {
+            "model-uuid": self.uuid,
+            "id": action.id,
+            "receiver": action.receiver,
+            "name": action.name,
+            "status": action.status,
+            "message": action.message,
+            "enqueued": format_second(action.enqueued),
+            "started": format_second(action.started),
+            "completed": format_second(action.completed),
+        }
+
     # -- mutations (each one notifies the watchers) -------------------------
+
+    def allocate_task_id(self) -> str:
+        """Return the next id of the model's "task" sequence (operations and actions)."""
+        number = self.next_task
+        self.next_task += 1
+        return str(number)
+
+    def put_action(self, action: ActionRecord) -> None:
+        """Insert or update an action (state/allwatcher.go backingAction.updated)."""
+        self.actions[action.id] = action
+        self._notify("action", action.id, "change", self.action_info(action))
 
     def add_application(self, app: Application) -> None:
         """Add an application."""

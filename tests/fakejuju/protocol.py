@@ -12,6 +12,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from tests.fakejuju import execs as execs_mod
 from tests.fakejuju import lifecycle as lifecycle_mod
 from tests.fakejuju import model as model_mod
 
@@ -1090,6 +1091,81 @@ async def _destroy_machine(
             info["destroyed-units"] = [{"tag": "unit-" + u.replace("/", "-")} for u in units]
         results.append({"info": info})
     return {"results": results}
+
+
+# -- Action (apiserver/facades/client/action/run.go, action.go, operation.go) -------------
+
+
+def _strings(params: Mapping[str, Any], key: str) -> list[str]:
+    return [str(item) for item in _single(params, key)]
+
+
+@handles("Action", "Run")
+async def _action_run(ctl: server_mod.FakeJujuController, session: server_mod.Session, call: Call):
+    timeout = call.params.get("timeout")
+    try:
+        operation, actions = ctl.execs.run(
+            _strings(call.params, "units"),
+            _strings(call.params, "applications"),
+            _strings(call.params, "machines"),
+            str(call.params.get("commands") or ""),
+            timeout if isinstance(timeout, int) and not isinstance(timeout, bool) else 0,
+        )
+    except execs_mod.ExecError as exc:
+        raise RpcError(exc.message, exc.code) from None
+    # params.EnqueuedActions: actions omitempty.
+    return {"operation": operation, **({"actions": actions} if actions else {})}
+
+
+@handles("Action", "Actions")
+async def _action_actions(
+    ctl: server_mod.FakeJujuController, session: server_mod.Session, call: Call
+):
+    results: list[dict[str, Any]] = []
+    zero = model_mod.GO_ZERO_TIME
+    for entity in _single(call.params, "entities"):
+        tag = str(entity.get("tag", "")) if isinstance(entity, dict) else ""
+        try:
+            action_id = parse_tag_of_kind(tag, "action")
+        except TagError:
+            action_id = ""
+        action = ctl.model.actions.get(action_id)
+        if action is None:
+            # action.go Actions: a bad tag or a missing action are both ErrBadId.
+            results.append({"enqueued": zero, "started": zero, "completed": zero,
+                            "error": error_json("id not found", "not found")})  # fmt: skip
+            continue
+        results.append(ctl.execs.action_result(action))
+    return {"results": results} if results else {}
+
+
+@handles("Action", "Cancel")
+async def _action_cancel(
+    ctl: server_mod.FakeJujuController, session: server_mod.Session, call: Call
+):
+    results: list[dict[str, Any]] = []
+    zero = model_mod.GO_ZERO_TIME
+    for entity in _single(call.params, "entities"):
+        tag = str(entity.get("tag", "")) if isinstance(entity, dict) else ""
+        # action.go Cancel: every result names the tag asked for, errors included.
+        failed: dict[str, Any] = {
+            "action": {"tag": tag, "receiver": "", "name": ""},
+            "enqueued": zero, "started": zero, "completed": zero,
+        }  # fmt: skip
+        try:
+            action_id = parse_tag_of_kind(tag, "action")
+        except TagError:
+            results.append({**failed, "error": error_json("id not found", "not found")})
+            continue
+        try:
+            action = ctl.execs.cancel(action_id)
+        except KeyError:
+            # state/action.go Model.Action: errors.NotFoundf("action %q", id).
+            message = f"action {go_quote(action_id)} not found"
+            results.append({**failed, "error": error_json(message, "not found")})
+            continue
+        results.append(ctl.execs.action_result(action))
+    return {"results": results} if results else {}
 
 
 # -- Annotations (apiserver/facades/client/annotations/client.go, state/annotations.go) ----

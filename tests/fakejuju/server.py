@@ -19,6 +19,7 @@ import websockets.asyncio.server as ws_server
 
 from tests.fakejuju import clock as clock_mod
 from tests.fakejuju import contract as contract_mod
+from tests.fakejuju import execs as execs_mod
 from tests.fakejuju import lifecycle as lifecycle_mod
 from tests.fakejuju import model as model_mod
 from tests.fakejuju import protocol as protocol_mod
@@ -101,6 +102,7 @@ class FakeJujuController:
         storage: Collection[str] = (),
         controller_model: bool = False,
         cert_names: tuple[str, ...] = tls_mod.CONTROLLER_NAMES,
+        allow_exec: bool = False,
     ) -> None:
         self.host = host
         self.port = 0
@@ -133,6 +135,10 @@ class FakeJujuController:
             self.unit_faults,
             rng=self.rng,
             unset_status=unset_status,
+        )
+        # Exec (Action.Run): refused unless allowed, so no test injects by accident.
+        self.execs = execs_mod.ExecEngine(
+            self.model, self.lifecycle, self.clock, step_delay, allow_exec=allow_exec
         )
         self._initial_lag = (low, high)
         unknown = sorted(set(storage) - set(applications or {}))
@@ -380,6 +386,15 @@ class FakeJujuController:
         except lifecycle_mod.LifecycleError as exc:
             raise ValueError(exc.message) from None
 
+    def set_allow_exec(self, allow: bool) -> None:
+        """Serve Action.Run (exec) or refuse it with Juju's permission error (the default)."""
+        self.execs.allow_exec = allow
+        log.info("fake juju: exec %s", "allowed" if allow else "refused")
+
+    def exec_fault(self, unit: str, mode: str) -> None:
+        """Make execs on a unit fail (exit 1), hang, overrun their timeout, or "ok" again."""
+        self.execs.set_mode(unit, mode)
+
     def call_error(
         self,
         facade: str,
@@ -444,6 +459,7 @@ class FakeJujuController:
     async def clear_faults(self) -> None:
         """Clear every fault: failing units, lost/down agents, stuck units, errors, latency."""
         self.unit_faults.clear()
+        self.execs.clear()
         self.call_errors.clear()
         self.latency.clear()
         self.set_delta_lag(*self._initial_lag)
@@ -482,6 +498,7 @@ class FakeJujuController:
                 "instance-status": status(machine.instance),
                 "agent-down": machine.agent_down,
                 "units": sorted(u.name for u in model.units_on(machine.id)),
+                "chaos": self.execs.chaos_of(machine.id),
             }
         applications = {
             name: {
@@ -520,7 +537,10 @@ class FakeJujuController:
                 "outage": self.in_outage,
                 "delta-lag": {"min": self.model.feed.lag[0], "max": self.model.feed.lag[1]},
                 "unset-status": sorted(self.lifecycle.unset_status),
+                "allow-exec": self.execs.allow_exec,
+                "exec": dict(self.execs.modes),
             },
+            "exec-log": self.execs.to_json(),
             "seed": self.seed,
             "connections": self.connection_count,
         }

@@ -227,11 +227,13 @@ async def test_clear_removes_faults(fake_juju: server.FakeJujuController):
     fake_juju.call_error("Client", "FullStatus")
     fake_juju.set_latency(1.0)
     fake_juju.set_delta_lag(2.0)
+    fake_juju.exec_fault("wsgi-example/1", "hang")
 
     await fake_juju.clear_faults()
 
     faults = fake_juju.state()["faults"]
+    # allow-exec is a switch of the controller, not a fault: clear leaves it as it was.
     assert faults == {"fail-new-units": {}, "stuck-dying": [], "call-errors": [], "latency": {},
                       "delta-lag": {"min": 0.02, "max": 0.3}, "unset-status": [],
-                      "outage": False}  # fmt: skip
+                      "outage": False, "allow-exec": False, "exec": {}}  # fmt: skip
     assert fake_juju.state()["units"]["wsgi-example/0"]["agent-lost"] is False
