@@ -28,6 +28,8 @@ QUICK = harness.Options(
     heals=2,
     heal_after=2,
     heal_poll_interval=2,
+    plans=5,
+    plan_commands=1,
 )
 
 
@@ -59,6 +61,14 @@ def _parse_args(argv: list[str]) -> tuple[harness.Options, argparse.Namespace]:
         f" default {defaults.heal_poll_interval}",
     )
     parser.add_argument(
+        "--plans", type=int, help=f"plan requests per side, default {defaults.plans}"
+    )
+    parser.add_argument(
+        "--plan-commands",
+        type=int,
+        help=f"`ctl plan` commands (agent), default {defaults.plan_commands}",
+    )
+    parser.add_argument(
         "--phases",
         default=",".join(harness.PHASES),
         help=f"comma-separated subset of {','.join(harness.PHASES)} (default: all)",
@@ -79,11 +89,13 @@ def _parse_args(argv: list[str]) -> tuple[harness.Options, argparse.Namespace]:
         "heals": args.heals,
         "heal_after": args.heal_after,
         "heal_poll_interval": args.heal_poll_interval,
+        "plans": args.plans,
+        "plan_commands": args.plan_commands,
     }
     options = dataclasses.replace(options, **{k: v for k, v in overrides.items() if v is not None})
     counts = (options.replacements, options.deltas, options.batch, options.big_units)
-    if min(*counts, options.heals) < 1:
-        parser.error("counts must be 1 or more")
+    if min(*counts, options.heals, options.plans) < 1 or options.plan_commands < 0:
+        parser.error("counts must be 1 or more (--plan-commands 0 or more)")
     if options.heal_after < 0 or options.heal_poll_interval < 1:
         parser.error("--heal-after must be 0 or more, --heal-poll-interval 1 or more")
     phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())

@@ -20,6 +20,9 @@ it prints one JSON line per event on stdout (`{"event": ..., "t": epoch seconds,
   max_wait=0)` (`juju remove-unit --force --no-wait`: a unit in error or with a lost agent
   never runs its stop hooks, so a removal without force never ends) and full status every
   0.5 s until it is gone; then it polls on.
+- `status`: `Model.connect()`, then after `--pause` seconds `--count` full statuses one after
+  the other, each timed (`status` events: start, seconds, units in it): what a plan made
+  without an agent's model view would have to read first, on every request.
 """
 
 from __future__ import annotations
@@ -148,6 +151,20 @@ async def _heal(
             await asyncio.wait_for(stopping.wait(), POLL)
 
 
+async def time_status(model: juju_model.Model, count: int, pause: float) -> None:
+    """`count` full statuses one after the other, each timed (one `status` event each)."""
+    await asyncio.sleep(pause)
+    for _ in range(count):
+        start = time.time()
+        began = time.perf_counter()
+        status = await model.get_status()
+        seconds = time.perf_counter() - began
+        units = sum(
+            len(app.units or {}) for app in status.applications.values() if app is not None
+        )
+        _emit("status", start=start, seconds=seconds, units=units)
+
+
 def _stop_on_sigterm() -> asyncio.Event:
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
@@ -171,6 +188,9 @@ async def _run(options: argparse.Namespace, info: dict[str, Any]) -> None:
                 await _replace(model, options.application, options.settle_period)
                 await asyncio.sleep(options.pause)
             return
+        if options.mode == "status":
+            await time_status(model, options.count, options.pause)
+            return
         if options.mode == "heal":
             await _heal(model, options.application, options.heal_after, options.settle_period)
             return
@@ -188,11 +208,16 @@ def main() -> None:
     """Parse the command line and run the baseline."""
     parser = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__)
     parser.add_argument("--connect", required=True, help="JSON file with the fake's details")
-    parser.add_argument("mode", choices=["replace", "idle", "heal"])
+    parser.add_argument("mode", choices=["replace", "idle", "heal", "status"])
     parser.add_argument("--application", default="wsgi-example")
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--settle-period", type=float, default=2.0)
-    parser.add_argument("--pause", type=float, default=1.0, help="seconds between replacements")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=1.0,
+        help="seconds between replacements (status: before the first)",
+    )
     parser.add_argument(
         "--heal-after", type=float, default=600.0, help="seconds a unit stays broken before a heal"
     )

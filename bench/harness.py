@@ -37,6 +37,8 @@ TARGET = "wsgi-example"
 BIG = "big"
 READY_TIMEOUT = 120.0
 REPLACE_TIMEOUT = 300.0
+# One `plan` request (or one full status of the baseline) on the big model.
+PLAN_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 # The agent's default status-poll-interval (AgentSettings), used unless a phase says otherwise.
 DEFAULT_STATUS_POLL = 60
@@ -46,13 +48,14 @@ BASELINE_POLL = 0.5
 HEAL_SEED = 1
 
 
-PHASES = ("replace", "idle", "memory", "heal")
+PHASES = ("replace", "idle", "memory", "heal", "plan")
 _PHASE_TITLES = {
     "replace": "{o.replacements} replacements, settle-period {o.settle_period}s",
     "idle": "idle window of {o.idle_window:g}s",
     "memory": "{o.big_units:,} units, {o.deltas:,} deltas",
     "heal": "{o.heals} heals of a hook error and {o.heals} of a lost agent, heal-after"
     " {o.heal_after}s",
+    "plan": "{o.plans} plan requests on {o.big_units:,} + {o.target_units} units",
 }
 # The kinds of breakage the heal phase measures, in the order it runs them.
 ERROR = "error"
@@ -82,6 +85,9 @@ class Options:
     heals: int = 5
     heal_after: int = 5
     heal_poll_interval: int = 5
+    # Plan phase: requests per side on the big model, and `ctl plan` commands (agent).
+    plans: int = 20
+    plan_commands: int = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +214,35 @@ class HealPhase:
 
 
 @dataclasses.dataclass(frozen=True)
+class PlanPhase:
+    """What happens next, asked on the big model: each request's round trip, calls meanwhile."""
+
+    units: int
+    # What one request is (the agent's `plan`, the baseline's full status).
+    what: str
+    seconds: tuple[float, ...]
+    # Controller calls that arrived while the requests ran (pings and AllWatcher.Next aside).
+    calls: Mapping[str, int]
+    # `python -m whirlwind ctl plan` end to end, interpreter start included (agent only).
+    command_seconds: tuple[float, ...] = ()
+
+    @property
+    def median(self) -> float:
+        """Median round trip (seconds)."""
+        return statistics.median(self.seconds)
+
+    @property
+    def worst(self) -> float:
+        """Slowest round trip (seconds)."""
+        return max(self.seconds)
+
+    @property
+    def calls_per_request(self) -> float:
+        """Controller calls per request (pings and AllWatcher.Next aside)."""
+        return sum(self.calls.values()) / len(self.seconds)
+
+
+@dataclasses.dataclass(frozen=True)
 class SideResult:
     """Everything measured for one side."""
 
@@ -216,6 +251,7 @@ class SideResult:
     idle: Idle | None
     memory: Memory | None
     heal: HealPhase | None = None
+    plan: PlanPhase | None = None
 
     @property
     def median_latency(self) -> float:
@@ -329,13 +365,14 @@ async def run_agent(
     *,
     status_poll_interval: int = DEFAULT_STATUS_POLL,
     heal_after: int | None = None,
+    services: tuple[str, ...] = (TARGET,),
 ) -> AsyncIterator[AgentProcess]:
     """Render settings for `controller` as the charm would, start the agent, stop it after.
 
     `heal_after` None keeps the default (600 s: nothing breaks outside the heal phase).
     """
     config, agent_settings = _write_agent_settings(
-        controller, workdir, options, status_poll_interval, heal_after
+        controller, workdir, options, status_poll_interval, heal_after, services
     )
     log = workdir / "agent.log"
     proc = await _spawn(agent_command(config), log)
@@ -353,6 +390,7 @@ def _write_agent_settings(
     options: Options,
     status_poll_interval: int,
     heal_after: int | None = None,
+    services: tuple[str, ...] = (TARGET,),
 ) -> tuple[pathlib.Path, settings_mod.AgentSettings]:
     """Settings file plus a 0600 password file, as the charm renders them."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -364,7 +402,7 @@ def _write_agent_settings(
             password=controller.password,
         ),
         model_uuid=controller.model_uuid,
-        services=(TARGET,),
+        services=services,
         interval=86400,  # no timer-driven work: replacements come from replace-now only
         settle_period=options.settle_period,
         state_dir=workdir / "state",
@@ -768,6 +806,126 @@ async def _baseline_heals(options: Options, workdir: pathlib.Path, say: Say) -> 
     return HealPhase(options.heal_after, BASELINE_POLL, runs[ERROR], runs[LOST])
 
 
+# -- plan --------------------------------------------------------------------------------------
+
+
+def check_plan(plan: Mapping[str, Any], services: Mapping[str, int]) -> None:
+    """The plan covers every target with all its live units (it really read the big model)."""
+    live = {t["service"]: t["units"]["live"] for t in plan.get("targets", ())}
+    if live != dict(services):
+        raise RuntimeError(f"the plan's live units {live} are not the model's {dict(services)}")
+
+
+async def wait_plan_ready(
+    ask: Callable[[], Awaitable[Any]], timeout: float = READY_TIMEOUT
+) -> None:
+    """Until `plan` answers (the agent refuses it until connected and recovered)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await ask()
+            return
+        except control.ControlError as exc:
+            if exc.code != control.NOT_READY or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.1)
+
+
+async def time_plans(
+    controller: fake_server.FakeJujuController,
+    ask: Callable[[], Awaitable[Any]],
+    count: int,
+    services: Mapping[str, int],
+) -> PlanPhase:
+    """`count` plan requests one after the other: each round trip, and the calls meanwhile."""
+    seconds: list[float] = []
+    windows: list[tuple[float, float]] = []
+    for _ in range(count):
+        start = time.time()
+        began = time.perf_counter()
+        plan = await ask()
+        seconds.append(time.perf_counter() - began)
+        windows.append((start, time.time()))
+        check_plan(plan, services)
+    return PlanPhase(
+        sum(services.values()), "plan", tuple(seconds), _calls_in(controller, windows)
+    )
+
+
+def plan_from_events(
+    controller: fake_server.FakeJujuController, events: list[dict[str, Any]], units: int
+) -> PlanPhase:
+    """The baseline's `status` events (start, seconds, units) as a PlanPhase."""
+    for event in events:
+        if event["units"] != units:
+            raise RuntimeError(f"the baseline's full status had {event['units']} units")
+    windows = [(e["start"], e["t"]) for e in events]
+    return PlanPhase(
+        units,
+        "full status",
+        tuple(e["seconds"] for e in events),
+        _calls_in(controller, windows),
+    )
+
+
+def _calls_in(
+    controller: fake_server.FakeJujuController, windows: list[tuple[float, float]]
+) -> dict[str, int]:
+    total: collections.Counter[str] = collections.Counter()
+    for start, end in windows:
+        total.update(fakes.count_calls(controller, start, end, exclude=(fakes.PING, fakes.NEXT)))
+    return dict(total)
+
+
+async def ctl_plan(socket: pathlib.Path, services: Mapping[str, int]) -> float:
+    """`python -m whirlwind ctl --socket S plan` once, as an operator runs it; wall seconds."""
+    began = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "whirlwind", "ctl", "--socket", str(socket), "plan",
+        cwd=bench.ROOT,
+        env=_env(),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), PLAN_TIMEOUT)
+    seconds = time.perf_counter() - began
+    if proc.returncode != 0:
+        raise RuntimeError(f"ctl plan exited with {proc.returncode}: {err.decode()[-2000:]}")
+    check_plan(json.loads(out), services)
+    return seconds
+
+
+def _big_services(options: Options) -> dict[str, int]:
+    return {TARGET: options.target_units, BIG: options.big_units}
+
+
+async def _agent_plan(options: Options, workdir: pathlib.Path, say: Say) -> Any:
+    services = _big_services(options)
+    async with (
+        _fake(options, big=True) as fake,
+        run_agent(fake.controller, workdir, options, services=tuple(services)) as agent,
+    ):
+        ask = functools.partial(agent.call, "plan", PLAN_TIMEOUT)
+        await wait_plan_ready(ask)
+        await asyncio.sleep(options.warmup)
+        phase = await time_plans(fake.controller, ask, options.plans, services)
+        commands = [await ctl_plan(agent.socket, services) for _ in range(options.plan_commands)]
+    return dataclasses.replace(phase, command_seconds=tuple(commands))
+
+
+async def _baseline_plan(options: Options, workdir: pathlib.Path, say: Say) -> Any:
+    services = _big_services(options)
+    args = ["status", "--count", str(options.plans), "--pause", str(options.warmup)]
+    async with (
+        _fake(options, big=True) as fake,
+        run_baseline(fake.controller, workdir, *args) as baseline,
+    ):
+        events = [await baseline.wait_for("status", PLAN_TIMEOUT) for _ in range(options.plans)]
+        await baseline.wait_for("disconnected")
+    return plan_from_events(fake.controller, events, sum(services.values()))
+
+
 _Phase = Callable[[Options, pathlib.Path, Say], Awaitable[Any]]
 _PHASES: Mapping[str, Mapping[str, _Phase]] = {
     "agent": {
@@ -775,12 +933,14 @@ _PHASES: Mapping[str, Mapping[str, _Phase]] = {
         "idle": _agent_idle,
         "memory": _agent_memory,
         "heal": _agent_heals,
+        "plan": _agent_plan,
     },
     "baseline": {
         "replace": _baseline_replacements,
         "idle": _baseline_idle,
         "memory": _baseline_memory,
         "heal": _baseline_heals,
+        "plan": _baseline_plan,
     },
 }
 
@@ -788,7 +948,7 @@ _PHASES: Mapping[str, Mapping[str, _Phase]] = {
 async def measure(
     side: str, options: Options, phases: tuple[str, ...], workdir: pathlib.Path, say: Say
 ) -> SideResult:
-    """Run the chosen phases (replace, idle, memory, heal) for one side, each on a fresh fake."""
+    """Run the chosen phases (see PHASES) for one side, each on a fresh fake."""
     results: dict[str, Any] = {}
     for phase in PHASES:
         if phase not in phases:
@@ -801,6 +961,7 @@ async def measure(
         results.get("idle"),
         results.get("memory"),
         results.get("heal"),
+        results.get("plan"),
     )
 
 

@@ -17,6 +17,8 @@ CALLS_TARGET = 10
 FLAT_MIB = 2.0
 # A hook error arrives as a watcher delta: AddUnits at most this long after heal-after (s).
 HEAL_ERROR_TARGET = 1.0
+# `plan` answers in under a second on a 5,000-unit model (s).
+PLAN_TARGET = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +35,7 @@ class Row:
 
 
 def _ratio(baseline: float, agent: float) -> str:
-    if agent <= 0 or baseline < 0:
+    if math.isnan(baseline) or math.isnan(agent) or agent <= 0 or baseline < 0:
         return "-"
     return f"{baseline / agent:.1f}x"
 
@@ -59,6 +61,49 @@ def build_rows(baseline: harness.SideResult, agent: harness.SideResult) -> list[
         rows += _memory_rows(baseline.memory, agent.memory)
     if baseline.heal is not None and agent.heal is not None:
         rows += _heal_rows(baseline.heal, agent.heal)
+    if baseline.plan is not None and agent.plan is not None:
+        rows += _plan_rows(baseline.plan, agent.plan)
+    return rows
+
+
+def _plan_rows(baseline: harness.PlanPhase, agent: harness.PlanPhase) -> list[Row]:
+    target = f"< {PLAN_TARGET * 1000:,.0f} ms"
+    rows = [
+        Row(
+            f"plan of {agent.units:,} units (baseline: one full status), {word}",
+            get(baseline) * 1000,
+            get(agent) * 1000,
+            "ms",
+            target,
+            get(agent) < PLAN_TARGET,
+            0,
+        )
+        for word, get in (
+            ("median", lambda p: p.median),
+            ("worst", lambda p: p.worst),
+        )
+    ]
+    rows.append(
+        Row(
+            "  controller calls per plan (pings, AllWatcher.Next aside)",
+            baseline.calls_per_request,
+            agent.calls_per_request,
+            "calls",
+        )
+    )
+    if agent.command_seconds:
+        worst = max(agent.command_seconds)
+        rows.append(
+            Row(
+                "`ctl plan` command, interpreter start included, worst",
+                math.nan,
+                worst * 1000,
+                "ms",
+                target,
+                worst < PLAN_TARGET,
+                0,
+            )
+        )
     return rows
 
 
@@ -285,7 +330,23 @@ def render_breakdowns(baseline: harness.SideResult, agent: harness.SideResult) -
             )
         if side.heal is not None:
             out += _heal_details(side.name, side.heal)
+        if side.plan is not None:
+            out += _plan_details(side.name, side.plan)
     return "\n".join(out)
+
+
+def _plan_details(name: str, phase: harness.PlanPhase) -> list[str]:
+    calls = ", ".join(f"{n} {call}" for call, n in sorted(phase.calls.items()))
+    out = [
+        f"{name}: {len(phase.seconds)} x {phase.what} on {phase.units:,} units, one after the"
+        f" other: median {phase.median * 1000:.1f} ms, worst {phase.worst * 1000:.1f} ms,"
+        f" best {min(phase.seconds) * 1000:.1f} ms; controller calls meanwhile (pings and"
+        f" AllWatcher.Next aside): {calls or 'none'}"
+    ]
+    if phase.command_seconds:
+        each = ", ".join(f"{s * 1000:.0f}" for s in phase.command_seconds)
+        out.append(f"{name}: `ctl plan` end to end, interpreter start included: {each} ms")
+    return out
 
 
 def _replacement_details(name: str, replacements: tuple[harness.Replacement, ...]) -> list[str]:

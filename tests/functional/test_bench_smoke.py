@@ -6,22 +6,30 @@ seeding, the watcher taps (delivery times of the target's unit states, nothing k
 other applications), churn through the model's mutation path, the call-log readers, the
 delivered "healthy since", the heal phase's pieces (victim choice, breaking a unit, the error
 delta's delivery, reaction times from the call log, the baseline's broken-unit test on
-libjuju's own status objects) and the report.
+libjuju's own status objects), the plan phase's pieces (timed `plan` requests to an agent,
+which must cost the controller nothing, and the baseline's timed full statuses through
+libjuju, each checked against the model's size) and the report.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
+import json
 import os
+import pathlib
 import time
 from typing import Any
 
 import pytest
+from juju import model as juju_model
 from juju.client import client as juju_client
 
 from bench import baseline, fakes, harness, procstat, report
 from tests.fakejuju import helpers
+from tests.functional import agent_harness
+from whirlwind import control
 
 TARGET = "wsgi-example"
 
@@ -72,9 +80,18 @@ async def test_taps_churn_and_readers_on_the_realistic_fake_and_report_has_every
             end = time.time()
             healthy_at = fakes.delivered_healthy_since(taps.values(), new, end)
             assert healthy_at is not None
-            # The last transition into active/idle, as delivered (its delivery time).
+            # The last transition into active/idle, as delivered (its delivery time): after an
+            # unhealthy state, or a healthy one whose status `since` moved (the lag's store
+            # coalesced a later hook's executing and idle into one delta: a break all the same).
             last_unhealthy = max(s.time for s in states if not s.healthy)
-            assert healthy_at == min(s.time for s in states if s.time > last_unhealthy)
+            first_healthy_after = min(s.time for s in states if s.time > last_unhealthy)
+            transitions = [
+                s.time
+                for i, s in enumerate(states)
+                if s.healthy
+                and (i == 0 or not states[i - 1].healthy or states[i - 1].marker != s.marker)
+            ]
+            assert healthy_at == transitions[-1] >= first_healthy_after
             # The fake's own history (a diagnostic only): healthy now, not at AddUnits time.
             changed_at = fakes.fake_healthy_since(controller, new, end)
             assert changed_at is not None
@@ -264,3 +281,81 @@ async def _rpc(
     if watcher_id is not None:
         msg["Id"] = watcher_id
     return (await conn.rpc(msg))["response"]
+
+
+async def test_plan_pieces_on_the_realistic_fake_and_report_has_the_plan_rows(
+    agent_dir: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    services = {TARGET: 3, "big": 40}
+    controller, _ = await fakes.start_fake(
+        services, step_delay=0.01, targets=(TARGET,), delta_lag=(0.005, 0.02)
+    )
+    # The agent as the benchmark runs it: both applications targets, status polled rarely.
+    agent_settings = agent_harness.make_settings(controller, agent_dir, tuple(services))
+    timings = dataclasses.replace(agent_harness.AGENT_TIMINGS, status_poll_interval=60.0)
+    agent = agent_harness.InProcessAgent(agent_settings, timings=timings)
+    server = control.ControlServer(agent_settings.control_socket, agent.engine)
+    client = control.ControlClient(agent_settings.control_socket)
+    model = juju_model.Model()
+    try:
+        await server.start()
+        await agent.start()
+
+        async def ask() -> dict[str, Any]:
+            return await asyncio.to_thread(client.plan)
+
+        await harness.wait_plan_ready(ask, timeout=10)
+        phase = await harness.time_plans(controller, ask, 3, services)
+        # A plan that does not cover the whole model is refused.
+        with pytest.raises(RuntimeError, match="are not the model's"):
+            await harness.time_plans(controller, ask, 1, {TARGET: 3, "big": 41})
+
+        # The baseline: timed full statuses through libjuju's Model, as its `status` mode.
+        info = controller.info()
+        await model.connect(
+            endpoint=info["endpoint"],
+            uuid=info["model-uuid"],
+            username=info["username"],
+            password=info["password"],
+            cacert=info["ca-cert"],
+        )
+        capsys.readouterr()
+        await baseline.time_status(model, 2, 0.0)
+        events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    finally:
+        await model.disconnect()
+        await server.stop()
+        await agent.stop()
+        await controller.stop()
+
+    # The agent answers from its model view: no call reaches the controller.
+    assert phase.units == 43
+    assert len(phase.seconds) == 3
+    assert phase.calls == {}
+    assert phase.calls_per_request == 0.0
+    assert [e["event"] for e in events] == ["status", "status"]
+    status_phase = harness.plan_from_events(controller, events, 43)
+    assert status_phase.calls == {fakes.FULL_STATUS: 2}
+    assert status_phase.seconds == tuple(e["seconds"] for e in events)
+    assert all(e["start"] <= e["t"] for e in events)
+    with pytest.raises(RuntimeError, match="had 43 units"):
+        harness.plan_from_events(controller, events, 44)
+
+    agent_side = harness.SideResult(
+        "agent", (), None, None, None, dataclasses.replace(phase, command_seconds=(0.25, 0.3))
+    )
+    baseline_side = harness.SideResult("baseline", (), None, None, None, status_phase)
+    rows = report.build_rows(baseline_side, agent_side)
+    assert [row.metric for row in rows] == [
+        "plan of 43 units (baseline: one full status), median",
+        "plan of 43 units (baseline: one full status), worst",
+        "  controller calls per plan (pings, AllWatcher.Next aside)",
+        "`ctl plan` command, interpreter start included, worst",
+    ]
+    assert (rows[2].baseline, rows[2].agent) == (1.0, 0.0)
+    assert rows[3].agent == 300.0
+    assert rows[3].met
+    text = report.render(baseline_side, agent_side)
+    assert "| `ctl plan` command, interpreter start included, worst | ms | - | 300 | - |" in text
+    assert "agent: `ctl plan` end to end, interpreter start included: 250, 300 ms" in text
+    assert "baseline: 2 x full status on 43 units" in text
