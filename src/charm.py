@@ -13,19 +13,38 @@ from typing import Any
 
 import ops
 
+import cos
 import workload
 from charms.whirlwind.v0 import controller_credentials
-from whirlwind import control, pausing, policies, settings, windows
+from whirlwind import alerts, control, pausing, policies, settings, windows
+from whirlwind.chaos import arming
 
 logger = logging.getLogger(__name__)
 
 CONTROLLER_RELATION = "controller"
 PEER_RELATION = "whirlwind-peers"
+COS_AGENT_RELATION = cos.RELATION_NAME
+METRICS_PORT_RANGE = (1024, 65535)
 PAUSED_KEY = "paused"
 PAUSED_SINCE_KEY = "paused-since"
 PAUSED_UNTIL_KEY = "paused-until"
 PAUSE_REASON_KEY = "pause-reason"
 LEADER_KEY = "leader"
+# The chaos arming in the peer app databag: armed, until, by (action and unit), at, dry-run.
+CHAOS_ARMED_KEY = "chaos-armed"
+CHAOS_ARMED_UNTIL_KEY = "chaos-armed-until"
+CHAOS_ARMED_BY_KEY = "chaos-armed-by"
+CHAOS_ARMED_AT_KEY = "chaos-armed-at"
+CHAOS_DRY_RUN_KEY = "chaos-dry-run"
+CHAOS_DETAIL_KEYS = (
+    CHAOS_ARMED_UNTIL_KEY,
+    CHAOS_ARMED_BY_KEY,
+    CHAOS_ARMED_AT_KEY,
+    CHAOS_DRY_RUN_KEY,
+)
+# `juju bootstrap` names the controller's own model so; the agent also checks the watcher's
+# is-controller flag (state.Model.IsControllerModel), which a charm cannot see.
+CONTROLLER_MODEL_NAME = "controller"
 # The peer app databag names the application-owned secret holding the key that signs
 # Whirlwind's operations (the key itself never goes into relation data, which every model
 # user can read with `juju show-unit`).
@@ -61,6 +80,8 @@ class WhirlwindConfig:
     policies: str = ""
     windows: str = ""
     heal_in_windows: bool = False
+    metrics_port: int = settings.DEFAULT_METRICS_PORT
+    block_on_alerts: str = ""
 
     def __post_init__(self) -> None:
         # The same rules and messages as the agent's own settings (SettingsError is a ValueError).
@@ -81,6 +102,15 @@ class WhirlwindConfig:
                 f"got {self.max_in_flight}"
             )
         self.windows_text  # noqa: B018 (validates: "windows: 'x' is not [days] ...")
+        low, high = METRICS_PORT_RANGE
+        if isinstance(self.metrics_port, bool) or not low <= self.metrics_port <= high:
+            raise ValueError(
+                f"metrics-port must be a port number {low}..{high}, got {self.metrics_port}"
+            )
+        try:
+            alerts.parse_config(self.block_on_alerts)
+        except alerts.AlertsConfigError as exc:
+            raise ValueError(f"block-on-alerts: {exc}") from None
         # Names the application and key: "policies: db: units: expected a whole number ...".
         settings.check_lifecycle(
             services=self.service_names,
@@ -119,6 +149,11 @@ class WhirlwindConfig:
         )
         del parsed["heal"]  # a plain bool, passed as it is
         return parsed
+
+    @property
+    def chaos_applications(self) -> tuple[str, ...]:
+        """The applications that opted in to failure injection (a `chaos` policy)."""
+        return tuple(app for app, own in self.lifecycle["policies"] if own.chaos is not None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +224,26 @@ class PauseParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class ArmChaosParams:
+    """Parameters of the arm-chaos action: the model's name, and for how long (at most 24h)."""
+
+    confirm: str = ""
+    duration: str = ""
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        self.seconds  # noqa: B018 (validates)
+
+    @property
+    def seconds(self) -> int:
+        """The duration in seconds."""
+        try:
+            return arming.check_duration(self.duration)
+        except arming.ArmingError as exc:
+            raise ValueError(str(exc)) from None
+
+
+@dataclasses.dataclass(frozen=True)
 class PauseState:
     """The pause switch kept in the peer relation's app databag (times as ISO text)."""
 
@@ -217,6 +272,8 @@ class WhirlwindCharm(ops.CharmBase):
             self.on[CONTROLLER_RELATION].relation_broken,
             self.on[PEER_RELATION].relation_created,
             self.on[PEER_RELATION].relation_changed,
+            self.on[COS_AGENT_RELATION].relation_joined,
+            self.on[COS_AGENT_RELATION].relation_changed,
         ):
             framework.observe(event, self._on_change)
         framework.observe(self.on.upgrade_charm, self._on_upgrade_charm)
@@ -227,6 +284,8 @@ class WhirlwindCharm(ops.CharmBase):
         framework.observe(self.on.replace_now_action, self._on_replace_now_action)
         framework.observe(self.on.history_action, self._on_history_action)
         framework.observe(self.on.plan_action, self._on_plan_action)
+        framework.observe(self.on.arm_chaos_action, self._on_arm_chaos_action)
+        framework.observe(self.on.disarm_chaos_action, self._on_disarm_chaos_action)
 
     # Hooks: thin, all through the one reconcile.
 
@@ -250,6 +309,12 @@ class WhirlwindCharm(ops.CharmBase):
     def _on_resume_action(self, event: ops.ActionEvent) -> None:
         self._set_paused(event, paused=False)
 
+    def _on_arm_chaos_action(self, event: ops.ActionEvent) -> None:
+        self._set_armed(event, event.load_params(ArmChaosParams, errors="fail"))
+
+    def _on_disarm_chaos_action(self, event: ops.ActionEvent) -> None:
+        self._set_armed(event, None)
+
     # Factories (tests replace them with fakes).
 
     def _get_paths(self) -> workload.WorkloadPaths:
@@ -267,13 +332,21 @@ class WhirlwindCharm(ops.CharmBase):
     # Reconcile.
 
     def _reconcile(self, restart: bool = False) -> None:
-        """Make the machine match config, credentials, leadership and the pause switch."""
+        """Make the machine match the inputs, then publish this unit's cos-agent data."""
+        desired = self._reconcile_agent(restart)
+        self._publish_cos_agent(desired.metrics_port if desired is not None else None)
+
+    def _reconcile_agent(self, restart: bool = False) -> settings.AgentSettings | None:
+        """Make the machine match config, credentials, leadership and the pause switch.
+
+        Returns the settings the agent runs with here (None: it does not run on this unit).
+        """
         machine = self._get_workload()
         if not self.unit.is_leader():
             if machine.stop_and_disable():
                 logger.info("stopped the agent: this unit is not the leader")
             machine.remove_credentials()
-            return
+            return None
         self._record_leader()
         self._ensure_op_key()
         desired = self._get_agent_settings()
@@ -281,16 +354,39 @@ class WhirlwindCharm(ops.CharmBase):
             if machine.stop_and_disable():
                 logger.warning("stopped the agent: %s", desired.message)
             machine.remove_credentials()
-            return
+            return None
         changed = machine.configure(desired)
         try:
             result = machine.ensure_running(changed, restart=restart)
         except workload.WorkloadError as exc:
             # The status says "not running"; update-status tries again.
             logger.error("%s", exc)
-            return
+            return desired
         if result is not workload.StartResult.UNCHANGED:
             logger.info("agent %s", result.value)
+        return desired
+
+    def _publish_cos_agent(self, metrics_port: int | None) -> None:
+        """Rules and dashboards from every unit; the scrape job where the agent runs."""
+        relation = self.model.get_relation(COS_AGENT_RELATION)
+        if relation is None:
+            return
+        topology = cos.Topology(
+            model=self.model.name,
+            model_uuid=self.model.uuid,
+            application=self.app.name,
+            unit=self.unit.name,
+            charm_name=self.meta.name,
+        )
+        data = cos.build_unit_data(self.charm_dir, topology, metrics_port)
+        text = cos.dump_unit_data(data)
+        databag = relation.data[self.unit]
+        if databag.get(cos.DATA_KEY) != text:
+            databag[cos.DATA_KEY] = text
+            logger.info(
+                "published the cos-agent data (%s)",
+                f"scrape job on port {metrics_port}" if metrics_port else "no scrape job",
+            )
 
     def _ensure_op_key(self) -> None:
         """The leader creates the operation-signing key once (an app-owned secret)."""
@@ -358,6 +454,23 @@ class WhirlwindCharm(ops.CharmBase):
             reason=data.get(PAUSE_REASON_KEY, ""),
         )
 
+    def _get_arming(self) -> arming.Arming:
+        """The chaos arming from the peer app databag (none without it; an expired one: none)."""
+        peer = self.model.get_relation(PEER_RELATION)
+        if peer is None:
+            return arming.Arming()
+        data = peer.data[self.app]
+        kept = arming.Arming.from_state(
+            {
+                "armed": data.get(CHAOS_ARMED_KEY) == "true",
+                "until": data.get(CHAOS_ARMED_UNTIL_KEY),
+                "by": data.get(CHAOS_ARMED_BY_KEY),
+                "at": data.get(CHAOS_ARMED_AT_KEY),
+                "dry-run": data.get(CHAOS_DRY_RUN_KEY) == "true",
+            }
+        )
+        return arming.expire(kept, _now())
+
     def _get_credentials(
         self, config: WhirlwindConfig
     ) -> controller_credentials.ControllerCredentials | ops.BlockedStatus | ops.WaitingStatus:
@@ -417,6 +530,7 @@ class WhirlwindCharm(ops.CharmBase):
                 "from this unit's agent.conf; add it to the credentials"
             )
         pause = self._get_pause_state()
+        chaos = self._get_arming()
         try:
             return settings.AgentSettings(
                 controller=settings.ControllerSettings(
@@ -435,6 +549,7 @@ class WhirlwindCharm(ops.CharmBase):
                 state_dir=self._get_paths().state_dir,
                 control_socket=self._get_paths().control_socket,
                 log_level=config.log_level.upper(),
+                log_file=self._get_paths().log_file,
                 own_application=self.app.name,
                 paused=pause.paused,
                 paused_until=pausing.parse_time(pause.until) if pause.paused else None,
@@ -444,6 +559,13 @@ class WhirlwindCharm(ops.CharmBase):
                 heal=config.heal,
                 windows=config.windows_text,
                 heal_in_windows=config.heal_in_windows,
+                chaos_armed=chaos.armed,
+                chaos_armed_until=chaos.until,
+                chaos_armed_by=chaos.by,
+                chaos_armed_at=chaos.at,
+                chaos_dry_run=chaos.dry_run,
+                metrics_port=config.metrics_port,
+                block_on_alerts=config.block_on_alerts,
                 **config.lifecycle,
             )
         except settings.SettingsError as exc:
@@ -471,7 +593,11 @@ class WhirlwindCharm(ops.CharmBase):
             logger.info("agent status unavailable: %s", exc)
             agent = None
         return describe_status(
-            config, self._get_pause_state(), agent, datetime.datetime.now(datetime.timezone.utc)
+            config,
+            self._get_pause_state(),
+            agent,
+            datetime.datetime.now(datetime.timezone.utc),
+            chaos=self._get_arming(),
         )
 
     def _get_standby_message(self) -> str:
@@ -548,6 +674,81 @@ class WhirlwindCharm(ops.CharmBase):
                 "paused-until": state.until or "",
                 "reason": state.reason,
                 "message": message,
+            }
+        )
+
+    def _set_armed(self, event: ops.ActionEvent, params: ArmChaosParams | None) -> None:
+        """Arm (params) or disarm chaos: persist in the peer databag, re-render, tell the agent."""
+        if not self.unit.is_leader():
+            event.fail(self._not_leader_message())
+            return
+        peer = self.model.get_relation(PEER_RELATION)
+        if peer is None:
+            event.fail("The peer relation is not set up yet; try again in a minute")
+            return
+        before = self._get_arming()
+        after = arming.Arming()
+        if params is not None:
+            # Juju tells a charm the action's id and unit (JUJU_ACTION_UUID, in
+            # worker/uniter/runner/context/context.go), never the user who ran it.
+            by = f"arm-chaos action {event.id} on {self.unit.name}"
+            try:
+                after = arming.arm(
+                    _now().replace(microsecond=0),
+                    params.duration,
+                    by,
+                    params.dry_run,
+                    params.confirm,
+                    self.model.name,
+                    controller_model=self.model.name == CONTROLLER_MODEL_NAME,
+                )
+            except arming.ArmingError as exc:
+                event.fail(f"Refused: {exc}")
+                return
+            event.log(f"armed by {by}: Juju does not tell the charm which user ran the action")
+        changed = after != before
+        data = peer.data[self.app]
+        if after.armed:
+            data[CHAOS_ARMED_KEY] = "true"
+            data[CHAOS_ARMED_UNTIL_KEY] = after.until.isoformat() if after.until else ""
+            data[CHAOS_ARMED_AT_KEY] = after.at.isoformat() if after.at else ""
+            data[CHAOS_ARMED_BY_KEY] = after.by
+            data[CHAOS_DRY_RUN_KEY] = _flag(after.dry_run)
+        elif changed or data.get(CHAOS_ARMED_KEY) == "true":  # an expired arming too
+            data[CHAOS_ARMED_KEY] = "false"
+            for key in CHAOS_DETAIL_KEYS:
+                data.pop(key, None)
+        self._reconcile()
+        verb = "arm" if params is not None else "disarm"
+        try:
+            client = self._get_control_client(ACTION_TIMEOUT)
+            if params is not None:
+                reply = client.arm_chaos(params.seconds, params.confirm, params.dry_run, after.by)
+            else:
+                reply = client.disarm_chaos()
+        except control.AgentUnavailableError as exc:
+            event.log(f"agent not reached ({exc}); it reads the arming when it starts")
+        except control.ControlError as exc:
+            event.log(f"agent did not confirm ({exc.code}): {exc.message}")
+        else:
+            changed = changed or bool(reply.get("changed"))
+            event.log(f"agent {verb}ed" if reply.get("changed") else f"agent was already {verb}ed")
+        config = self._load_config()
+        apps = config.chaos_applications if isinstance(config, WhirlwindConfig) else ()
+        if params is not None:
+            text = _describe_chaos(after, apps)
+        else:
+            text = "chaos disarmed" if changed else "already disarmed (chaos not armed)"
+        event.set_results(
+            {
+                "chaos-armed": _flag(after.armed),
+                "changed": _flag(changed),
+                "armed-until": after.until.isoformat() if after.until else "",
+                "armed-by": after.by,
+                "armed-at": after.at.isoformat() if after.at else "",
+                "dry-run": _flag(after.dry_run),
+                "applications": ", ".join(apps),
+                "message": _capitalise(text),
             }
         )
 
@@ -655,15 +856,19 @@ def describe_status(
     pause: PauseState,
     agent: Mapping[str, Any] | None,
     now: datetime.datetime | None = None,
+    chaos: arming.Arming | None = None,
 ) -> ops.StatusBase:
     """A one-line status from config and the agent's status (None: the agent did not answer).
 
     Juju keeps every status change in `juju show-status-log`, so the text only changes when
     something happened: the next replacement shows as a clock time, not a countdown.
     """
-    if agent is not None and not agent.get("connected", False):
-        return ops.WaitingStatus("Agent connecting to the controller")
     now = now or datetime.datetime.now(datetime.timezone.utc)
+    # Armed chaos comes first, whatever else is going on.
+    chaos_head = _describe_armed(config, chaos, agent or {}, now)
+    if agent is not None and not agent.get("connected", False):
+        text = "agent connecting to the controller"
+        return ops.WaitingStatus(_capitalise(f"{chaos_head}; {text}" if chaos_head else text))
     agent = agent or {}
     unknown = [s for s in agent.get("unknown-services") or [] if isinstance(s, str)]
     blocked_services = agent.get("blocked-services")
@@ -708,8 +913,37 @@ def describe_status(
     if blocked:
         # The operator must act: the agent stopped working on these applications.
         head = f"blocked on repeated failures of {', '.join(blocked)}: run resume or replace-now"
-        return ops.BlockedStatus(_capitalise(f"{head}; {message}" if message else head))
+        message = f"{head}; {message}" if message else head
+    if chaos_head:
+        message = f"{chaos_head}; {message}" if message else chaos_head
+    if blocked:
+        return ops.BlockedStatus(_capitalise(message))
     return ops.ActiveStatus(_capitalise(message))
+
+
+def _describe_armed(
+    config: WhirlwindConfig,
+    chaos: arming.Arming | None,
+    agent: Mapping[str, Any],
+    now: datetime.datetime,
+) -> str | None:
+    """The armed chaos for the status line: the agent's arming, else the charm's (None: off)."""
+    if "chaos-armed" in agent:
+        chaos = arming.Arming(
+            agent.get("chaos-armed") is True,
+            pausing.parse_time(agent.get("chaos-armed-until")),
+            dry_run=agent.get("chaos-dry-run") is True,
+        )
+    if chaos is None or not chaos.is_armed(now):
+        return None
+    return _describe_chaos(chaos, config.chaos_applications, now)
+
+
+def _describe_chaos(
+    chaos: arming.Arming, applications: tuple[str, ...], now: datetime.datetime | None = None
+) -> str:
+    """`CHAOS ARMED until 15:00 UTC: wsgi-example` (the applications that opted in)."""
+    return f"{chaos.describe(now)}: {', '.join(applications) or 'no application opted in'}"
 
 
 def _describe_next(agent: Mapping[str, Any], now: datetime.datetime) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -29,6 +30,15 @@ class NotFoundError(BackendError):
 
 class LoginError(BackendError):
     """The controller refused our credentials: not transient, the operator must fix them."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecResult:
+    """What a command run on a unit's machine returned (`juju exec`): exit code and output."""
+
+    code: int
+    stdout: str
+    stderr: str
 
 
 class JujuBackend(Protocol):
@@ -80,4 +90,12 @@ class JujuBackend(Protocol):
 
     async def refresh_status(self) -> None:
         """Poll full status now, so lost unit and down machine agents are current in `model`."""
+        ...
+
+    async def run_on_unit(self, unit: str, command: str, *, timeout: float) -> ExecResult:
+        """Run `command` (bash, as root) on `unit`'s machine as `juju exec` does.
+
+        Waits for the result at most `timeout` seconds: BackendError(transient=True) after
+        that (the command may still run on the machine later).
+        """
         ...

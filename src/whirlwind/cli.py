@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import pathlib
@@ -17,7 +18,9 @@ from whirlwind import backend as backend_mod
 from whirlwind import control, logsetup, pausing, policies
 from whirlwind import engine as engine_mod
 from whirlwind import journal as journal_mod
+from whirlwind import metrics as metrics_mod
 from whirlwind import settings as settings_mod
+from whirlwind.chaos import arming
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     replace.add_argument(
         "--dry-run", action="store_true", default=None, help="plan only, change nothing"
     )
+    arm = requests.add_parser("arm-chaos", help="arm failure injection for a while")
+    arm.add_argument("--confirm", required=True, help="the model's name, exactly")
+    arm.add_argument("--duration", required=True, help="disarm by itself after (30m, 2h; <= 24h)")
+    arm.add_argument("--dry-run", action="store_true", help="log and journal, inject nothing")
+    requests.add_parser("disarm-chaos", help="end failure injection now")
     return parser
 
 
@@ -130,6 +138,12 @@ def ctl_command(args: argparse.Namespace) -> int:
         if problem is not None:
             print(f"whirlwind: {problem}", file=sys.stderr)
             return EXIT_USAGE
+    arm_duration = 0
+    if args.request == "arm-chaos":
+        problem, arm_duration = _check_arm_args(args)
+        if problem is not None:
+            print(f"whirlwind: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     if args.timeout is not None and not args.timeout > 0:  # also NaN
         print("whirlwind: --timeout must be a number of seconds greater than 0", file=sys.stderr)
         return EXIT_USAGE
@@ -147,6 +161,10 @@ def ctl_command(args: argparse.Namespace) -> int:
                 service=args.service, unit=args.unit, wait=not args.no_wait, dry_run=args.dry_run
             )
             result = client.replace_now(request)
+        elif args.request == "arm-chaos":
+            result = client.arm_chaos(arm_duration, args.confirm, args.dry_run, _get_caller())
+        elif args.request == "disarm-chaos":
+            result = client.disarm_chaos()
         else:
             result = client.call(args.request)
     except control.AgentUnavailableError as exc:
@@ -174,6 +192,24 @@ def _check_pause_args(args: argparse.Namespace) -> tuple[str | None, int | None]
     return None, duration
 
 
+def _check_arm_args(args: argparse.Namespace) -> tuple[str | None, int]:
+    """What is wrong with the arguments of `ctl arm-chaos`, and the duration in seconds."""
+    if not args.confirm:
+        return "--confirm must be the model's name", 0
+    try:
+        return None, arming.check_duration(args.duration)
+    except arming.ArmingError as exc:
+        return f"--{exc}", 0
+
+
+def _get_caller() -> str:
+    """Who runs `ctl`, as the journal records the arming (`ctl as root`)."""
+    try:
+        return f"ctl as {getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a container without /etc/passwd)
+        return "ctl"
+
+
 def _check_history_args(args: argparse.Namespace) -> str | None:
     """What is wrong with the arguments of `ctl history`, if anything."""
     if not 1 <= args.limit <= control.MAX_HISTORY:
@@ -197,7 +233,7 @@ def run_command(
     except settings_mod.SettingsError as exc:
         print(f"whirlwind: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logsetup.setup_logging(settings.log_level)
+    logsetup.setup_logging(settings.log_level, settings.log_file)
     agent = Agent(config, settings, backend_factory or default_backend_factory)
     try:
         return asyncio.run(agent.run(once=once))
@@ -244,6 +280,16 @@ class _EngineProxy:
         """Forwarded to the engine."""
         return await self._get().replace_now(request)
 
+    async def arm_chaos(
+        self, duration: int, confirm: str, dry_run: bool = False, by: str = ""
+    ) -> dict[str, Any]:
+        """Forwarded to the engine."""
+        return await self._get().arm_chaos(duration, confirm, dry_run=dry_run, by=by)
+
+    async def disarm_chaos(self) -> dict[str, Any]:
+        """Forwarded to the engine."""
+        return await self._get().disarm_chaos()
+
 
 class Agent:
     """The running agent: settings file, backend, engine and control server, plus signals."""
@@ -262,6 +308,9 @@ class Agent:
         self._shutdown = False
         self._restart = False
         self._server: control.ControlServer | None = None
+        # Prometheus metrics on 127.0.0.1:<metrics-port>: they outlive engine restarts.
+        self._metrics = metrics_mod.AgentMetrics()
+        self._metrics_server = metrics_mod.MetricsServer(self._metrics.registry)
 
     def request_shutdown(self) -> None:
         """Stop cleanly (SIGTERM, SIGINT)."""
@@ -278,13 +327,17 @@ class Agent:
             logger.error("settings not reloaded: %s", exc)
             return
         old, self._settings = self._settings, new
-        logsetup.setup_logging(new.log_level)
+        logsetup.setup_logging(new.log_level, new.log_file)
         if new.state_dir != old.state_dir:
             logger.warning("state-dir changes take effect at the next start")
         if new.control_socket != old.control_socket and self._server is not None:
             await self._server.stop()
             self._server = control.ControlServer(new.control_socket, self._proxy)
             await self._server.start()
+        if new.metrics_port != old.metrics_port:
+            await asyncio.to_thread(self._metrics_server.start, new.metrics_port)
+        if self._engine is not None:
+            self._metrics.prepare(new.services)
         if self._engine is not None and self._engine.reload(new):
             logger.info("controller settings changed: reconnecting")
             self._restart = True
@@ -298,7 +351,9 @@ class Agent:
         journal = journal_mod.Journal.open_in(self._settings.state_dir)
         handled = self._install_signals(loop)
         self._server = control.ControlServer(self._settings.control_socket, self._proxy)
+        self._metrics.attach_journal(journal)
         try:
+            self._metrics_server.start(self._settings.metrics_port)
             await self._server.start()
             while True:
                 self._restart = False
@@ -311,6 +366,8 @@ class Agent:
             for signum in handled:
                 loop.remove_signal_handler(signum)
             await self._server.stop()
+            await asyncio.to_thread(self._metrics_server.stop)
+            self._metrics.detach_journal()
             journal.close()
             logger.info("whirlwind stopped")
 
@@ -319,6 +376,7 @@ class Agent:
         engine = engine_mod.Engine(self._settings, backend, journal)
         self._engine = engine
         self._proxy.engine = engine
+        self._metrics.attach(engine, backend)
         await backend.start()
         task = asyncio.ensure_future(engine.run(once=once))
         try:
@@ -336,6 +394,7 @@ class Agent:
         finally:
             self._proxy.engine = None
             self._engine = None
+            self._metrics.detach()
             await backend.stop()
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:

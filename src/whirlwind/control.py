@@ -33,10 +33,13 @@ import socket
 from typing import Any, Protocol
 
 from whirlwind import pausing, settings
+from whirlwind.chaos import arming
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = ("status", "pause", "resume", "history", "replace-now", "plan")
+COMMANDS = (
+    "status", "pause", "resume", "history", "replace-now", "plan", "arm-chaos", "disarm-chaos"
+)  # fmt: skip
 # `history`: how many operations one request may ask for, and how many it gets by default.
 MAX_HISTORY = 1000
 DEFAULT_HISTORY = 20
@@ -133,6 +136,20 @@ class ControlHandler(Protocol):
         ...
 
 
+class ChaosHandler(Protocol):
+    """Arming failure injection; a handler without these answers `not-implemented`."""
+
+    async def arm_chaos(
+        self, duration: int, confirm: str, dry_run: bool = False, by: str = ""
+    ) -> dict[str, Any]:
+        """Arm for `duration` seconds if `confirm` is the model's name; raise ControlError."""
+        ...
+
+    async def disarm_chaos(self) -> dict[str, Any]:
+        """End the arming now; say whether anything changed."""
+        ...
+
+
 def _parse_request(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     command = message.get("command")
     args = message.get("args") or {}
@@ -162,6 +179,8 @@ async def _dispatch(handler: ControlHandler, command: str, args: dict[str, Any])
         return await handler.resume()
     if command == "history":
         return await _dispatch_history(handler, args)
+    if command in ("arm-chaos", "disarm-chaos"):
+        return await _dispatch_chaos(handler, command, args)
     service = args.get("service")
     unit = args.get("unit")
     wait = args.get("wait", True)
@@ -184,6 +203,26 @@ def is_application_name(value: object) -> bool:
         return settings.parse_services(value) == (value,)
     except settings.SettingsError:
         return False
+
+
+async def _dispatch_chaos(handler: ControlHandler, command: str, args: dict[str, Any]) -> Any:
+    # Optional in the protocol (ChaosHandler): handlers written before it keep working.
+    method = getattr(handler, command.replace("-", "_"), None)
+    if method is None:
+        raise ControlError(NOT_IMPLEMENTED, f"{command} is not supported by this agent")
+    if command == "disarm-chaos":
+        return await method()
+    confirm, dry_run = args.get("confirm"), args.get("dry-run", False)
+    if not isinstance(confirm, str) or not confirm:
+        raise ControlError(BAD_REQUEST, "confirm is required: the model's name, exactly")
+    if not isinstance(dry_run, bool):
+        raise ControlError(BAD_REQUEST, "dry-run must be true or false")
+    try:
+        duration = arming.check_duration(args.get("duration"))
+        by = arming.check_by(args.get("by", ""))
+    except arming.ArmingError as exc:
+        raise ControlError(BAD_REQUEST, str(exc)) from None
+    return await method(duration=duration, confirm=confirm, dry_run=dry_run, by=by)
 
 
 async def _dispatch_history(handler: ControlHandler, args: dict[str, Any]) -> Any:
@@ -542,6 +581,17 @@ class ControlClient:
         if op_id is not None:
             args["id"] = op_id
         return self.call("history", **args)
+
+    def arm_chaos(
+        self, duration: int, confirm: str, dry_run: bool = False, by: str = ""
+    ) -> dict[str, Any]:
+        """Arm failure injection for `duration` seconds; `confirm` is the model's name."""
+        args = {"duration": duration, "confirm": confirm, "dry-run": dry_run, "by": by}
+        return self.call("arm-chaos", **args)
+
+    def disarm_chaos(self) -> dict[str, Any]:
+        """End the arming now."""
+        return self.call("disarm-chaos")
 
     def replace_now(self, request: ReplaceNowRequest, timeout: float | None = None) -> Any:
         """Ask for one replacement now; with `wait`, block until it has finished."""

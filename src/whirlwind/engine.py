@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import whirlwind
-from whirlwind import backend as backend_mod
 from whirlwind import (
+    alerts,
     control,
     notify,
     pausing,
@@ -23,10 +23,13 @@ from whirlwind import (
     recovery,
     replacer,
 )
+from whirlwind import backend as backend_mod
 from whirlwind import journal as journal_mod
 from whirlwind import model as model_view
 from whirlwind import settings as settings_mod
 from whirlwind import windows as windows_mod
+from whirlwind.chaos import arming as arming_mod
+from whirlwind.chaos import runner as chaos_runner
 from whirlwind.planner import health, victims
 
 logger = logging.getLogger(__name__)
@@ -50,8 +53,15 @@ _PAUSE_KEY = "pause"
 _INTERVAL_KEY = "interval"
 _VOLUNTARY_KEY = "voluntary"
 _WATCH_KEY = "watches"
+# The chaos arming in effect (with the seed), and the charm's arming last applied from settings.
+_CHAOS_KEY = "chaos"
+_CHAOS_SETTINGS_KEY = "chaos-settings"
 
 Clock = Callable[[], datetime.datetime]
+
+
+def _format_time(value: datetime.datetime | None) -> str:
+    return pausing.format_time(value) if value is not None else "-"
 
 
 def utc_now() -> datetime.datetime:
@@ -105,6 +115,8 @@ class Engine:
         self._dry_runs: dict[tuple[str, str, str | None], datetime.datetime] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        # block-on-alerts: Alertmanager's answer, asked again before planning when stale.
+        self._alerts = alerts.AlertGate(lambda: self._settings.block_on_alerts, now)
         self._stopping = False
         self._ready = False
         self._started_at: datetime.datetime | None = None
@@ -112,6 +124,12 @@ class Engine:
         self._tasks: set[asyncio.Task[journal_mod.Operation]] = set()
         self._pause = pausing.Pause.from_state(journal.get_state(_PAUSE_KEY))
         self._apply_settings_pause(settings)
+        # Failure injection: the seed and the draws, the injections and their reverts.
+        self._chaos = chaos_runner.ChaosRunner(backend, journal, now=now, seed=settings.chaos_seed)
+        self._arming = arming_mod.Arming.from_state(journal.get_state(_CHAOS_KEY))
+        seen = journal.get_state(_CHAOS_SETTINGS_KEY)
+        self._settings_arming = None if seen is None else arming_mod.Arming.from_state(seen)
+        self._apply_settings_arming(settings)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -129,6 +147,13 @@ class Engine:
     def paused(self) -> bool:
         """Whether new work is paused."""
         return self._paused
+
+    @property
+    def arming(self) -> arming_mod.Arming:
+        """The chaos arming in effect (none once expired, none on the controller model)."""
+        if self._backend.model.is_controller_model or not self._arming.is_armed(self._now()):
+            return arming_mod.Arming()
+        return self._arming
 
     @property
     def _paused(self) -> bool:
@@ -163,6 +188,7 @@ class Engine:
         finally:
             self._ready = False
             await self._cancel_tasks()
+            await self._chaos.stop()  # revert what can be reverted early, with a deadline
             self._journal.remove_listener(notifier.on_commit)
             notifier.close()
             logger.info("engine stopped")
@@ -186,6 +212,8 @@ class Engine:
                 self._journal.clear_breakers()
             logger.info("settings reloaded: %s", new.describe())
         self._apply_settings_pause(new)
+        self._apply_settings_arming(new)
+        self._chaos.follow_settings(new.chaos_seed)
         self._wake.set()
         return reconnect
 
@@ -224,6 +252,10 @@ class Engine:
         times = [plan.next_event() if plan is not None else None]
         if self._paused:
             times.append(self._pause.until)  # a timed pause ends by itself
+        if self._arming.armed:
+            times.append(self._arming.until)  # and so does an arming
+        # A timed injection is reverted when its duration ends, not at the next status poll.
+        times += [found.revert_due for found in self._chaos.pending]
         upcoming = min((t for t in times if t is not None), default=None)
         if upcoming is None:
             return IDLE
@@ -324,10 +356,12 @@ class Engine:
     async def _cycle(self) -> None:
         self._reap()
         self._expire_pause()
+        self._apply_arming(arming_mod.expire(self._arming, self._now()))  # ends by itself
         if not self._backend.connected:
             return
         if self._recovery_due:
             self._recover()
+        await self._alerts.refresh()
         plan = self._make_plan()
         async with self._lock:
             busy = self._get_busy_services()
@@ -336,6 +370,9 @@ class Engine:
                     break
                 if proposal.service not in busy and self._start(proposal) is not None:
                     busy.add(proposal.service)
+            # Chaos after the replacements: an application they just took is busy for it.
+            self._chaos.start(plan.chaos_plans(), busy, lambda: f"{self._rng.getrandbits(24):06x}")
+        await self._chaos.revert_due()
 
     async def _run_once(self) -> bool:
         while self._in_flight:
@@ -345,6 +382,7 @@ class Engine:
             logger.warning("the agent is paused: nothing to do")
             return False
         # Once: as if the rotation (or what else is due) were due now.
+        await self._alerts.refresh()
         plan = self._make_plan(rotation_due=True)
         async with self._lock:
             due = plan.due()
@@ -403,8 +441,11 @@ class Engine:
             if rotation_due
             else journal_mod.from_iso(rotation.get("last-run")),
             rotation_last_service=rotation.get("last-service"),
+            **alerts.get_facts(self._alerts.state),
         )
-        plan = planner.make_plan(view, settings, facts)
+        plan = planner.make_plan(
+            view, settings, facts, arming=self.arming, chaos_facts=self._chaos.facts()
+        )
         self._plan = plan
         # Each note once, when it appears (a mass failure, a skipped unit, too many units).
         notes = {f"{t.service}: {n}" for t in plan.targets for n in t.notes}
@@ -545,7 +586,8 @@ class Engine:
 
     def _get_busy_services(self) -> set[str]:
         """Applications with an operation running, or left in flight and not taken up yet."""
-        return set(self._in_flight) | {op.service for op in self._journal.get_unfinished()}
+        unfinished = {op.service for op in self._journal.get_unfinished()}
+        return set(self._in_flight) | unfinished | self._chaos.busy()
 
     def _choose_victim(
         self, service: str, unit: str | None
@@ -618,6 +660,59 @@ class Engine:
             "paused-until": journal_mod.to_iso(pause.until) if self._paused else None,
             "pause-reason": pause.reason if self._paused else "",
         }
+
+    # -- chaos arming ------------------------------------------------------------------------
+
+    def _apply_arming(self, new: arming_mod.Arming) -> bool:
+        """Switch chaos to `new` (journaled with the seed); return whether anything changed."""
+        if new == self._arming:
+            return False
+        was, self._arming = self._arming, new
+        seed = self._chaos.seed
+        self._journal.set_state(_CHAOS_KEY, {**new.to_state(), "seed": seed})
+        if new.armed:
+            logger.warning(
+                "chaos armed until %s by %s (dry-run: %s, seed: %s)",
+                _format_time(new.until), new.by or "?", new.dry_run, seed,
+            )  # fmt: skip
+        elif was.armed:
+            logger.warning("chaos disarmed (it was armed until %s)", _format_time(was.until))
+        self._wake.set()
+        return True
+
+    def _apply_settings_arming(self, settings: settings_mod.AgentSettings) -> None:
+        """The charm's arming (peer data) wins when the settings carry a new one."""
+        new, seen = arming_mod.follow_settings(
+            self._arming, self._settings_arming, settings.chaos_arming
+        )
+        if seen != self._settings_arming:
+            self._settings_arming = seen
+            self._journal.set_state(_CHAOS_SETTINGS_KEY, seen.to_state() if seen else None)
+        self._apply_arming(new)
+
+    async def arm_chaos(
+        self, duration: int | str, confirm: str, dry_run: bool = False, by: str = ""
+    ) -> dict[str, Any]:
+        """Arm failure injection for `duration`; `confirm` must be the model's name."""
+        view = self._backend.model
+        if not view.model_seen:
+            raise control.ControlError(control.NOT_READY, "the model's name has not arrived yet")
+        try:
+            new = arming_mod.arm(
+                self._now(), duration, by, dry_run, confirm, view.model_name,
+                controller_model=view.is_controller_model,
+            )  # fmt: skip
+        except arming_mod.ArmingError as exc:
+            code = control.REFUSED if view.is_controller_model else control.BAD_REQUEST
+            raise control.ControlError(code, str(exc)) from None
+        changed = self._apply_arming(new)
+        return {**arming_mod.to_status(self.arming, self._now()), "changed": changed}
+
+    async def disarm_chaos(self) -> dict[str, Any]:
+        """End the arming now; say whether anything changed."""
+        self._apply_arming(arming_mod.expire(self._arming, self._now()))
+        changed = self._apply_arming(arming_mod.Arming())
+        return {**arming_mod.to_status(self.arming, self._now()), "changed": changed}
 
     # -- control.ControlHandler --------------------------------------------------------------
 
@@ -715,6 +810,11 @@ class Engine:
                 windows_mod.get_schedule(settings.windows), self._now()
             ),
             "dry-run": settings.dry_run,
+            **arming_mod.to_status(self.arming, self._now()),
+            "chaos-seed": self._chaos.seed,
+            "chaos-pending-reverts": [
+                f"{found.id}: {found.kind} on {found.unit}" for found in self._chaos.pending
+            ],
             "services": list(settings.services),
             "unknown-services": [s for s in settings.services if s not in view.applications]
             if view.synced

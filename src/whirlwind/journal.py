@@ -103,6 +103,25 @@ CREATE TABLE IF NOT EXISTS breakers (
     failures INTEGER NOT NULL,
     reason TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS chaos_injections (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    service TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    machine TEXT,
+    draw TEXT NOT NULL,
+    params TEXT NOT NULL,
+    dry_run INTEGER NOT NULL,
+    planned TEXT NOT NULL,
+    acted TEXT,
+    result TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    revert_due TEXT,
+    reverted TEXT,
+    revert_result TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS chaos_injections_service ON chaos_injections (service, seq);
 """
 
 # Columns an operation update may change.
@@ -241,6 +260,85 @@ class Operation:
         }
 
 
+@dataclasses.dataclass(frozen=True)
+class ChaosInjection:
+    """One failure injection as journaled (issue 12): written before the change is made.
+
+    `result` is RUNNING until the controller answered, then OK, FAILED or DRY_RUN. An
+    injection with a duration has `revert_due` (when the unit's own timer undoes it) and is
+    pending until `reverted` is set; `revert_result` says how the last revert attempt went.
+    """
+
+    seq: int
+    id: str
+    kind: str
+    service: str
+    unit: str
+    machine: str | None
+    # What the chance or pattern drew for it (JSON), so a run can be replayed.
+    draw: Any
+    # Kind-specific values (JSON): duration, delay-ms, category, feature.
+    params: dict[str, Any]
+    dry_run: bool
+    planned: datetime.datetime
+    result: str
+    acted: datetime.datetime | None = None
+    reason: str = ""
+    revert_due: datetime.datetime | None = None
+    reverted: datetime.datetime | None = None
+    revert_result: str = ""
+
+    @property
+    def is_revert_pending(self) -> bool:
+        """Whether the injection still has to be undone (or marked undone by the unit)."""
+        return self.revert_due is not None and self.reverted is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The history entry of the control API."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "service": self.service,
+            "unit": self.unit,
+            "machine": self.machine,
+            "draw": self.draw,
+            "params": dict(self.params),
+            "dry-run": self.dry_run,
+            "planned": to_iso(self.planned),
+            "acted": to_iso(self.acted),
+            "result": self.result,
+            "reason": self.reason,
+            "revert-due": to_iso(self.revert_due),
+            "reverted": to_iso(self.reverted),
+            "revert-result": self.revert_result,
+        }
+
+
+def _row_to_injection(row: sqlite3.Row) -> ChaosInjection:
+    planned = from_iso(row["planned"])
+    params = json.loads(row["params"])
+    if planned is None or not isinstance(params, dict):
+        raise ValueError(f"chaos injection {row['id']}: no planned time or bad params")
+    return ChaosInjection(
+        seq=row["seq"],
+        id=row["id"],
+        kind=row["kind"],
+        service=row["service"],
+        unit=row["unit"],
+        machine=row["machine"],
+        draw=json.loads(row["draw"]),
+        params=params,
+        dry_run=bool(row["dry_run"]),
+        planned=planned,
+        acted=from_iso(row["acted"]),
+        result=row["result"],
+        reason=row["reason"],
+        revert_due=from_iso(row["revert_due"]),
+        reverted=from_iso(row["reverted"]),
+        revert_result=row["revert_result"],
+    )
+
+
 def _row_to_operation(row: sqlite3.Row, steps: tuple[StepEntry, ...]) -> Operation:
     started = from_iso(row["started"])
     assert started is not None
@@ -277,6 +375,10 @@ def _to_column(value: Any) -> Any:
     return value
 
 
+# A record listener: (commit label, the operation or injection as written).
+RecordListener = Callable[[str, Operation | ChaosInjection], None]
+
+
 class Journal:
     """The agent's durable memory: one sqlite file (mode 0600) in the state folder."""
 
@@ -292,6 +394,9 @@ class Journal:
         self.on_commit = on_commit
         # Also called after every commit, never raising: the engine's status notifier.
         self._listeners: list[Callable[[str], None]] = []
+        # Called with the label and the record written, after commits of operations and
+        # injections, never raising: the metrics (metrics.py).
+        self._record_listeners: list[RecordListener] = []
         self._durable = durable
         try:
             self._db = self._open()
@@ -444,6 +549,22 @@ class Journal:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
 
+    def add_record_listener(self, listener: RecordListener) -> None:
+        """Call `listener` with the label and record of every operation or injection written.
+
+        From now on, after each commit; it must not raise.
+        """
+        self._record_listeners.append(listener)
+
+    def remove_record_listener(self, listener: RecordListener) -> None:
+        """Stop calling `listener` (no error if it was not added)."""
+        with contextlib.suppress(ValueError):
+            self._record_listeners.remove(listener)
+
+    def _emit(self, label: str, record: Operation | ChaosInjection) -> None:
+        for listener in tuple(self._record_listeners):
+            listener(label, record)
+
     # -- operations ------------------------------------------------------------------------
 
     def create_operation(
@@ -480,6 +601,7 @@ class Journal:
             )
         op = self.get_operation(op_id)
         assert op is not None
+        self._emit("create", op)
         return op
 
     def adopt_operation(
@@ -521,6 +643,7 @@ class Journal:
             )
         op = self.get_operation(op_id)
         assert op is not None
+        self._emit("adopt", op)
         return op
 
     def update(
@@ -552,7 +675,9 @@ class Journal:
                     (op.seq, len(op.steps), entry, to_iso(at)),
                 )
         steps = op.steps if entry is None else (*op.steps, StepEntry(entry, at))
-        return dataclasses.replace(op, steps=steps, **changes)
+        updated = dataclasses.replace(op, steps=steps, **changes)
+        self._emit(label, updated)
+        return updated
 
     def finish(
         self, op: Operation, at: datetime.datetime, result: str, reason: str = ""
@@ -592,6 +717,16 @@ class Journal:
             return self._operations("ORDER BY seq DESC LIMIT ?", (limit,))
         # Index operations_service (service, seq): reads only the rows returned.
         return self._operations("WHERE service = ? ORDER BY seq DESC LIMIT ?", (service, limit))
+
+    def get_last_successes(self) -> dict[str, datetime.datetime]:
+        """When the newest ok operation of each application finished."""
+        with self._guard("read last successes"):
+            rows = self._db.execute(
+                "SELECT service, MAX(finished) AS finished FROM operations"
+                " WHERE result = ? AND finished IS NOT NULL GROUP BY service",
+                (OK,),
+            ).fetchall()
+            return {r["service"]: datetime.datetime.fromisoformat(r["finished"]) for r in rows}
 
     def get_last_finished(self) -> Operation | None:
         """The newest operation with a final result."""
@@ -644,3 +779,101 @@ class Journal:
         """Reset every breaker (resume, configuration change)."""
         with self._transaction("breakers:clear") as db:
             db.execute("DELETE FROM breakers")
+
+    # -- chaos injections ------------------------------------------------------------------
+
+    def create_injection(
+        self,
+        *,
+        op_id: str,
+        kind: str,
+        service: str,
+        unit: str,
+        machine: str | None,
+        draw: Any,
+        params: dict[str, Any],
+        dry_run: bool,
+        at: datetime.datetime,
+        revert_due: datetime.datetime | None,
+    ) -> ChaosInjection:
+        """Journal an injection before it is made (result RUNNING, or DRY_RUN)."""
+        result = DRY_RUN if dry_run else RUNNING
+        with self._transaction("chaos:create") as db:
+            last = db.execute("SELECT COALESCE(MAX(seq), 0) FROM chaos_injections").fetchone()
+            seq = last[0] + 1
+            db.execute(
+                "INSERT INTO chaos_injections (seq, id, kind, service, unit, machine, draw,"
+                " params, dry_run, planned, result, revert_due)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    seq, op_id, kind, service, unit, machine, json.dumps(draw),
+                    json.dumps(params), int(dry_run), to_iso(at), result, to_iso(revert_due),
+                ),
+            )  # fmt: skip
+        found = self.get_injection(op_id)
+        assert found is not None
+        self._emit("chaos:create", found)
+        return found
+
+    def finish_injection(
+        self,
+        injection: ChaosInjection,
+        at: datetime.datetime,
+        result: str,
+        *,
+        reason: str = "",
+        revert_due: datetime.datetime | None = None,
+    ) -> ChaosInjection:
+        """Record the controller's answer: OK or FAILED, and when the revert is due now."""
+        if result not in (OK, FAILED):
+            raise ValueError(f"not a result of an injection: {result!r}")
+        with self._transaction(f"chaos:{result}") as db:
+            db.execute(
+                "UPDATE chaos_injections SET acted = ?, result = ?, reason = ?, revert_due = ?"
+                " WHERE seq = ?",
+                (to_iso(at), result, reason, to_iso(revert_due), injection.seq),
+            )
+        finished = dataclasses.replace(
+            injection, acted=at, result=result, reason=reason, revert_due=revert_due
+        )
+        self._emit(f"chaos:{result}", finished)
+        return finished
+
+    def record_revert(
+        self,
+        injection: ChaosInjection,
+        at: datetime.datetime,
+        revert_result: str,
+        *,
+        done: bool,
+    ) -> ChaosInjection:
+        """Record a revert attempt; `done` ends it (undone, or left to the unit's timer)."""
+        reverted = at if done else None
+        with self._transaction("chaos:revert") as db:
+            db.execute(
+                "UPDATE chaos_injections SET reverted = ?, revert_result = ? WHERE seq = ?",
+                (to_iso(reverted), revert_result, injection.seq),
+            )
+        return dataclasses.replace(injection, reverted=reverted, revert_result=revert_result)
+
+    def _injections(self, where: str, args: tuple[Any, ...]) -> list[ChaosInjection]:
+        with self._guard("read chaos injections"):
+            rows = self._db.execute(f"SELECT * FROM chaos_injections {where}", args).fetchall()
+            return [_row_to_injection(r) for r in rows]
+
+    def get_injection(self, op_id: str) -> ChaosInjection | None:
+        """The injection with id `op_id`, if journaled."""
+        found = self._injections("WHERE id = ?", (op_id,))
+        return found[0] if found else None
+
+    def get_pending_reverts(self) -> list[ChaosInjection]:
+        """Injections not yet undone (oldest first): what a restarted agent must revert."""
+        return self._injections(
+            "WHERE revert_due IS NOT NULL AND reverted IS NULL ORDER BY seq", ()
+        )
+
+    def get_injections(self, limit: int, service: str | None = None) -> list[ChaosInjection]:
+        """The newest `limit` injections (of `service` only, if given), newest first."""
+        if service is None:
+            return self._injections("ORDER BY seq DESC LIMIT ?", (limit,))
+        return self._injections("WHERE service = ? ORDER BY seq DESC LIMIT ?", (service, limit))

@@ -11,6 +11,8 @@ exponential backoff.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import dataclasses
 import logging
@@ -55,6 +57,8 @@ REQUIRED_FACADES: Mapping[str, int] = {
     "AllWatcher": 3,
     "MachineManager": 10,
     "Annotations": 2,
+    # Run/Actions, as `juju exec` and libjuju's Unit.run use them (failure injection only).
+    "Action": 7,
 }
 
 # Error codes Juju really sends for conditions that clear up on their own (rpc/params
@@ -76,6 +80,9 @@ _LOGIN_REFUSED_CODES = frozenset({"unauthorized access", "permission denied"})
 _NOT_FOUND_CODES = frozenset({"not found", "model not found"})
 # Many "no such entity" errors carry no code (DestroyUnit: `unit "app/9" does not exist`).
 _NOT_FOUND_MESSAGES = ("not found", "does not exist")
+# Final states of an action (rpc/params/actions.go; libjuju's Unit.run waits only for the
+# first two and would wait for ever on the others).
+_ACTION_FINAL = frozenset({"completed", "failed", "cancelled", "aborted", "error"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +105,8 @@ class BackendTimings:
     status_timeout: float = 120.0
     # None: use AgentSettings.status_poll_interval.
     status_poll_interval: float | None = None
+    # Between Action.Actions polls while a command runs on a unit (libjuju's Unit.run: 1 s).
+    exec_poll_interval: float = 1.0
     # Closing one connection, and stopping the watcher on shutdown.
     close_timeout: float = 5.0
     # Upper bound on the whole of stop().
@@ -253,6 +262,47 @@ def classify_error(what: str, message: str, code: str | None) -> backend.Backend
     return backend.BackendError(text, transient=transient)
 
 
+def _output_text(output: Mapping[str, Any], key: str) -> str:
+    """The stdout or stderr text of an exec action (decoded if the uniter sent base64)."""
+    value = output.get(key)
+    text = value if isinstance(value, str) else ""
+    # worker/uniter/runner/runner.go updateActionResults: output that is not valid UTF-8 is
+    # sent base64-encoded, with `<key>-encoding: base64`.
+    if output.get(f"{key}-encoding") == "base64":
+        try:
+            return base64.b64decode(text).decode("utf-8", errors="replace")
+        except binascii.Error:
+            return text
+    return text
+
+
+def exec_result(unit: str, action: Mapping[str, Any]) -> backend.ExecResult:
+    """The ExecResult of a finished `juju exec` action (an Action.Actions result).
+
+    A command that exits non-zero still completes (utils/exec Wait: no error); an action
+    that did not complete (cancelled at Juju's timeout, aborted, its agent gone) is an error
+    unless it carries a non-zero code: a cancelled one says `return-code: 0`.
+    """
+    output = action.get("output")
+    output = output if isinstance(output, dict) else {}
+    status = str(action.get("status") or "")
+    raw_code = output.get("return-code", 0)
+    try:
+        # An int from runner.go, but the string "1" when the uniter's flush failed
+        # (worker/uniter/runner/context/context.go Flush).
+        code = int(raw_code)
+    except (TypeError, ValueError):
+        raise backend.BackendError(
+            f"exec on {unit}: unexpected return-code {raw_code!r}"
+        ) from None
+    if status != "completed" and code == 0:
+        message = str(action.get("message") or "no message")
+        raise backend.BackendError(f"exec on {unit}: action {status}: {message}")
+    return backend.ExecResult(
+        code=code, stdout=_output_text(output, "stdout"), stderr=_output_text(output, "stderr")
+    )
+
+
 def _login_info(conn: _Connection) -> Mapping[str, Any]:
     info: Any = conn.info
     return info if isinstance(info, dict) else {}
@@ -285,6 +335,9 @@ class LibjujuBackend:
         self._preferred_endpoint = 0
         self.connect_attempts = 0
         self.sessions = 0
+        # Read by the metrics (metrics.py): AllWatcher deltas received, FullStatus polls made.
+        self.watcher_deltas = 0
+        self.status_polls = 0
 
     # -- state -------------------------------------------------------------------------------
 
@@ -518,6 +571,7 @@ class LibjujuBackend:
             watcher_id=watcher_id,
         )
         deltas = snapshot.get("deltas") or []
+        self.watcher_deltas += len(deltas)
         self._model.apply_deltas(deltas, snapshot=True)
         logger.info("model snapshot received: %s entities", len(deltas))
         # Lost/down agents only show in full status: know them before claiming to be synced.
@@ -583,7 +637,9 @@ class LibjujuBackend:
                 timeout=None,
                 watcher_id=session.watcher_id,
             )
-            self._model.apply_deltas(result.get("deltas") or [])
+            deltas = result.get("deltas") or []
+            self.watcher_deltas += len(deltas)
+            self._model.apply_deltas(deltas)
 
     async def _poll_status(self, session: _Session) -> None:
         interval = self._timings.status_poll_interval or self._settings.status_poll_interval
@@ -594,6 +650,7 @@ class LibjujuBackend:
     async def _poll_status_once(self, conn: _Connection) -> None:
         """One FullStatus into the view; only a lost connection propagates."""
         request = self._model.begin_status_poll()
+        self.status_polls += 1
         try:
             status = await self._rpc(
                 conn,
@@ -764,3 +821,81 @@ class LibjujuBackend:
         if session is None or not self._synced.is_set():
             raise backend.NotConnectedError()
         await self._poll_status_once(session.conn)
+
+    async def run_on_unit(self, unit: str, command: str, *, timeout: float) -> backend.ExecResult:
+        """Run `command` on `unit`'s machine as libjuju 3.6's Unit.run(block=True) does.
+
+        Action.Run (apiserver/facades/client/action/run.go: it enqueues one `juju-exec`
+        action for the unit, with Juju's own timeout) and then Action.Actions every
+        exec_poll_interval until the action is final, as libjuju's Model._get_completed_action
+        does (it skips Unit.run's wait for the action's watcher delta: Actions answers as
+        soon as Run has). The whole of it has the deadline `timeout`.
+        """
+        session = self._session
+        if session is None or not self._synced.is_set():
+            raise backend.NotConnectedError()
+        try:
+            return await asyncio.wait_for(
+                self._run_on_unit(session, unit, command, timeout), timeout
+            )
+        except asyncio.TimeoutError:
+            raise backend.BackendError(
+                f"exec on {unit}: no result within {timeout:g}s", transient=True
+            ) from None
+
+    async def _run_on_unit(
+        self, session: _Session, unit: str, command: str, timeout: float
+    ) -> backend.ExecResult:
+        call_timeout = self._timings.call_timeout
+        enqueued = await self._rpc(
+            session.conn,
+            "Action",
+            "Run",
+            {
+                # As libjuju's Unit.run sends it (ActionFacade.Run, client/_client7.py).
+                "applications": [],
+                "commands": command,
+                "execution-group": None,
+                "machines": [],
+                "parallel": None,
+                # Nanoseconds: the uniter kills the command after it (runner.go).
+                "timeout": int(timeout * 1e9),
+                "units": [unit],
+                "workload-context": None,
+            },
+            timeout=call_timeout,
+        )
+        actions = enqueued.get("actions") or []
+        first = actions[0] if actions and isinstance(actions[0], dict) else {}
+        error = first.get("error")
+        if isinstance(error, dict):
+            code = error.get("code")
+            raise classify_error(
+                f"exec on {unit}", str(error.get("message") or ""), str(code) if code else None
+            )
+        action = first.get("action")
+        tag = action.get("tag") if isinstance(action, dict) else None
+        if not isinstance(tag, str) or not tag.startswith("action-"):
+            raise backend.BackendError(f"Action.Run: unexpected answer {enqueued!r}")
+        logger.debug("exec on %s enqueued as %s", unit, tag)
+        while True:
+            found = await self._rpc(
+                session.conn,
+                "Action",
+                "Actions",
+                {"entities": [{"tag": tag}]},
+                timeout=call_timeout,
+            )
+            results = found.get("results") or []
+            result = results[0] if results and isinstance(results[0], dict) else {}
+            error = result.get("error")
+            if isinstance(error, dict):
+                code = error.get("code")
+                raise classify_error(
+                    f"exec on {unit} ({tag})",
+                    str(error.get("message") or ""),
+                    str(code) if code else None,
+                )
+            if result.get("status") in _ACTION_FINAL:
+                return exec_result(unit, result)
+            await asyncio.sleep(self._timings.exec_poll_interval)

@@ -31,7 +31,7 @@ MODE = 0o600
 
 # Journal commit labels (journal.Journal._transaction) an operator sees in the status.
 _ALWAYS = frozenset({"create", "adopt", "step", "breaker", "breakers"})
-_STATE_KEYS = frozenset({"pause"})
+_STATE_KEYS = frozenset({"pause", "chaos"})
 _FIELDS = frozenset({"new_unit"})
 
 

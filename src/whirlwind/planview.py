@@ -10,6 +10,7 @@ import datetime
 from typing import Any
 
 from whirlwind import planner, windows
+from whirlwind.planner import chaos as planner_chaos
 from whirlwind.planner import gates
 
 # The history's name of each trigger (the rotation was, and stays, "interval").
@@ -18,6 +19,7 @@ TRIGGER_NAMES = {
     planner.COUNT: "count",
     planner.AGE: "age",
     planner.ROTATE: "interval",
+    planner_chaos.CHAOS: "chaos",
 }
 
 
@@ -81,8 +83,29 @@ def describe_target(
         },
         "notes": list(target.notes),
     }
+    if target.chaos is not None:
+        result["chaos"] = describe_chaos(target.chaos)
     result["summary"] = summarize(target, nxt, now)
     return result
+
+
+def describe_chaos(chaos: planner_chaos.ChaosPlan) -> dict[str, Any]:
+    """Failure injection on a target: its guard, the next tick, and an injection due now."""
+    proposal = chaos.proposal
+    return {
+        "gates": {gate.name: {"holds": gate.holds, "detail": gate.detail} for gate in chaos.gates},
+        "holding": [f"{gate.name}: {gate.detail}" for gate in chaos.holding],
+        "next-tick": chaos.upcoming.at.isoformat() if chaos.upcoming is not None else None,
+        "injection": None
+        if proposal is None
+        else {
+            "kind": proposal.kind,
+            "unit": proposal.unit,
+            "machine": proposal.machine,
+            "why": proposal.reason,
+            "dry-run": proposal.dry_run,
+        },
+    }
 
 
 def summarize(

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from whirlwind import windows as windows_mod
+from whirlwind.chaos import policy as chaos_policy
 
 DAY = 24 * 3600
 _DURATION = re.compile(r"^\s*([0-9]+)\s*([smhd]?)\s*$")
@@ -36,6 +37,7 @@ POLICY_KEYS = (
     "storage",
     "min-healthy",
     "windows",
+    "chaos",
 )
 
 
@@ -100,6 +102,8 @@ class Overrides:
     storage: str | None = None
     min_healthy: int | None = None
     windows: str | None = None
+    # Failure injection (chaos/policy.py); None: the application has not opted in.
+    chaos: chaos_policy.ChaosPolicy | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Kebab-case mapping of the values set (the form parse_overrides reads)."""
@@ -109,7 +113,10 @@ class Overrides:
             if value is None:
                 continue
             key = field.name.replace("_", "-")
-            data[key] = f"{value}%" if key == "min-healthy" else value
+            if isinstance(value, chaos_policy.ChaosPolicy):
+                data[key] = value.to_dict()
+            else:
+                data[key] = f"{value}%" if key == "min-healthy" else value
         return data
 
 
@@ -152,6 +159,8 @@ def _parse_overrides(application: str, values: Any) -> Overrides:
             if value not in STORAGE_MODES:
                 raise PolicyError(f"{option}: expected skip or allow, got {value!r}")
             found[key] = value
+        elif key == "chaos":
+            found[key] = chaos_policy.parse_chaos(application, value)
         elif key == "windows":
             try:
                 found[key] = windows_mod.parse_windows(value, option).text
@@ -228,3 +237,5 @@ class Policy:
     # When voluntary work may start (always when empty); healing too with heal_in_windows.
     windows: windows_mod.Schedule = dataclasses.field(default_factory=windows_mod.Schedule)
     heal_in_windows: bool = False
+    # Failure injection for this application (None: not opted in).
+    chaos: chaos_policy.ChaosPolicy | None = None

@@ -14,9 +14,11 @@ from typing import Any, Literal
 
 import yaml
 
+from whirlwind import alerts as alerts_mod
 from whirlwind import pausing
 from whirlwind import policies as policies_mod
 from whirlwind import windows as windows_mod
+from whirlwind.chaos import arming
 
 # Juju application names: lower-case letters, digits and hyphens; no segment is digits only.
 _APP_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]*[a-z][a-z0-9]*)*$")
@@ -37,6 +39,8 @@ MAX_TIMEOUT = 7 * DAY
 MAX_STATUS_POLL_INTERVAL = DAY
 MAX_CONSECUTIVE_FAILURES = 1000
 MAX_IN_FLIGHT = 100
+MAX_CHAOS_SEED = 2**63 - 1  # fits Juju's int config and every JSON reader
+DEFAULT_METRICS_PORT = 9587
 
 
 class SettingsError(ValueError):
@@ -81,6 +85,8 @@ class AgentSettings:
     state_dir: pathlib.Path = DEFAULT_STATE_DIR
     control_socket: pathlib.Path = DEFAULT_CONTROL_SOCKET
     log_level: str = "INFO"
+    # The agent's log also goes to this file, size-rotated (logsetup.py); None: journal only.
+    log_file: pathlib.Path | None = None
     status_poll_interval: int = 60
     max_consecutive_failures: int = 3
     strategy: Strategy = "oldest"
@@ -102,6 +108,19 @@ class AgentSettings:
     # Change windows (windows.py): when voluntary work may start; "" is always.
     windows: str = ""
     heal_in_windows: bool = False
+    # Chaos arming (chaos/arming.py). None: the agent's own (journal); True/False: the charm's,
+    # with when it ends, who armed it and when, and whether only as a dry run.
+    chaos_armed: bool | None = None
+    chaos_armed_until: datetime.datetime | None = None
+    chaos_armed_by: str = ""
+    chaos_armed_at: datetime.datetime | None = None
+    chaos_dry_run: bool = False
+    # Makes the chaos draws reproducible (None: a fresh seed); the journal records it.
+    chaos_seed: int | None = None
+    # Prometheus metrics on 127.0.0.1:<port> (metrics.py); 0: off.
+    metrics_port: int = DEFAULT_METRICS_PORT
+    # Alertmanager URL and label matchers whose firing alerts hold voluntary work (alerts.py).
+    block_on_alerts: str = ""
 
     def __post_init__(self) -> None:
         check_timings(
@@ -142,6 +161,23 @@ class AgentSettings:
             )
         if not self.model_uuid:
             raise SettingsError("model-uuid is missing")
+        check_chaos(self)
+        check_observability(self)
+
+    @property
+    def chaos_arming(self) -> arming.Arming | None:
+        """The charm's chaos arming (None: the settings carry none; the agent keeps its own)."""
+        if self.chaos_armed is None:
+            return None
+        if not self.chaos_armed:
+            return arming.Arming()
+        return arming.Arming(
+            True,
+            self.chaos_armed_until,
+            self.chaos_armed_by,
+            self.chaos_armed_at,
+            self.chaos_dry_run,
+        )
 
     def policy_for(self, application: str) -> policies_mod.Policy:
         """The policy in effect for `application`: model-wide values with its overrides."""
@@ -165,6 +201,7 @@ class AgentSettings:
             own_interval=own.interval is not None,
             windows=windows_mod.get_schedule(pick(own.windows, self.windows)),
             heal_in_windows=self.heal_in_windows,
+            chaos=own.chaos,
         )
 
     def to_dict(
@@ -194,6 +231,12 @@ class AgentSettings:
             "windows": self.windows,
             "heal-in-windows": self.heal_in_windows,
         }
+        if self.metrics_port != DEFAULT_METRICS_PORT:
+            data["metrics-port"] = self.metrics_port
+        if self.block_on_alerts:
+            data["block-on-alerts"] = self.block_on_alerts
+        if self.log_file is not None:
+            data["log-file"] = str(self.log_file)
         if self.policies:
             data["policies"] = {app: overrides.to_dict() for app, overrides in self.policies}
         if self.own_application is not None:
@@ -204,6 +247,16 @@ class AgentSettings:
             data["paused-until"] = self.paused_until.isoformat()
         if self.paused and self.pause_reason:
             data["pause-reason"] = self.pause_reason
+        if self.chaos_armed is not None:
+            data["chaos-armed"] = self.chaos_armed
+        if self.chaos_armed and self.chaos_armed_until is not None:
+            data["chaos-armed-until"] = self.chaos_armed_until.isoformat()
+            data["chaos-armed-by"] = self.chaos_armed_by
+            if self.chaos_armed_at is not None:
+                data["chaos-armed-at"] = self.chaos_armed_at.isoformat()
+            data["chaos-dry-run"] = self.chaos_dry_run
+        if self.chaos_seed is not None:
+            data["chaos-seed"] = self.chaos_seed
         if op_key_file is not None:
             data["op-key-file"] = str(op_key_file)
         elif self.op_key:
@@ -219,6 +272,76 @@ class AgentSettings:
             "username": self.controller.username,
         }
         return data
+
+
+def check_chaos(settings: AgentSettings) -> None:
+    """Raise SettingsError naming the option when the chaos arming or seed does not fit."""
+    until, at = settings.chaos_armed_until, settings.chaos_armed_at
+    if not settings.chaos_armed:
+        given = [
+            option
+            for option, value in (
+                ("chaos-armed-until", until),
+                ("chaos-armed-by", settings.chaos_armed_by),
+                ("chaos-armed-at", at),
+                ("chaos-dry-run", settings.chaos_dry_run),
+            )
+            if value
+        ]
+        if given:
+            raise SettingsError(f"{given[0]}: only with chaos-armed: true")
+    elif until is None:
+        raise SettingsError("chaos-armed-until is missing (chaos-armed is true)")
+    elif at is not None and not at < until <= at + datetime.timedelta(seconds=arming.MAX_DURATION):
+        raise SettingsError(
+            "chaos-armed-until must be after chaos-armed-at and at most 24h later, "
+            f"got {until.isoformat()} and {at.isoformat()}"
+        )
+    try:
+        arming.check_by(settings.chaos_armed_by)
+    except arming.ArmingError as exc:
+        raise SettingsError(f"chaos-armed-{exc}") from None
+    seed = settings.chaos_seed
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_CHAOS_SEED
+    ):
+        raise SettingsError(f"chaos-seed must be a whole number 0..2**63-1, got {seed!r}")
+
+
+def check_observability(settings: AgentSettings) -> None:
+    """Raise SettingsError naming the option when metrics-port or block-on-alerts is wrong."""
+    port = settings.metrics_port
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise SettingsError(
+            f"metrics-port must be a port number 1..65535 or 0 (off), got {port!r}"
+        )
+    try:
+        alerts_mod.parse_config(settings.block_on_alerts)
+    except alerts_mod.AlertsConfigError as exc:
+        raise SettingsError(f"block-on-alerts: {exc}") from None
+
+
+def _parse_chaos(data: Mapping[str, Any]) -> dict[str, Any]:
+    """AgentSettings keyword arguments from the chaos options present in `data`."""
+    kwargs: dict[str, Any] = {}
+    if data.get("chaos-armed") is not None:
+        kwargs["chaos_armed"] = _get_bool(data, "chaos-armed")
+    for option in ("chaos-armed-until", "chaos-armed-at"):
+        if data.get(option) is not None:
+            moment = pausing.parse_time(data[option])
+            if moment is None:
+                raise SettingsError(f"{option}: {data[option]!r} is not an ISO time with a zone")
+            kwargs[option.replace("-", "_")] = moment
+    if data.get("chaos-armed-by") is not None:
+        kwargs["chaos_armed_by"] = _get_str(data, "chaos-armed-by")
+    if "chaos-dry-run" in data:
+        kwargs["chaos_dry_run"] = _get_bool(data, "chaos-dry-run")
+    if data.get("chaos-seed") is not None:
+        seed = data["chaos-seed"]
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise SettingsError(f"chaos-seed must be a whole number 0..2**63-1, got {seed!r}")
+        kwargs["chaos_seed"] = seed
+    return kwargs
 
 
 def _kebab(name: str) -> str:
@@ -397,7 +520,9 @@ def parse_settings(
         "status-poll-interval", "max-consecutive-failures", "strategy", "max-in-flight",
         "own-application", "paused", "op-key", "op-key-file", "heal", "heal-after",
         "heal-max-unhealthy", "max-age", "policies", "windows", "heal-in-windows",
-        "paused-until", "pause-reason",
+        "paused-until", "pause-reason", "chaos-armed", "chaos-armed-until", "chaos-armed-by",
+        "chaos-armed-at", "chaos-dry-run", "chaos-seed", "metrics-port", "block-on-alerts",
+        "log-file",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -435,11 +560,18 @@ def parse_settings(
             kwargs["pause_reason"] = pausing.check_reason(data["pause-reason"])
         except pausing.PauseError as exc:
             raise SettingsError(f"pause-{exc}") from None
+    kwargs.update(_parse_chaos(data))
+    if data.get("metrics-port") is not None:
+        kwargs["metrics_port"] = _get_int(data, "metrics-port")
+    if "block-on-alerts" in data:
+        kwargs["block_on_alerts"] = _get_str(data, "block-on-alerts")
     for option in ("state-dir", "control-socket"):
         if option in data:
             kwargs[option.replace("-", "_")] = _get_path(data, option, base_dir)
     if "log-level" in data:
         kwargs["log_level"] = _get_str(data, "log-level", required=True).upper()
+    if _get_str(data, "log-file"):  # empty: no log file
+        kwargs["log_file"] = _get_path(data, "log-file", base_dir)
     if "strategy" in data:
         kwargs["strategy"] = _get_str(data, "strategy", required=True)
     if data.get("own-application") is not None:

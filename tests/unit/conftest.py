@@ -125,6 +125,22 @@ class FakeControlClient:
         changed, self.paused = self.paused, False
         return {"paused": False, "changed": changed, "paused-since": None}
 
+    armed: bool = False
+
+    def arm_chaos(
+        self, duration: int, confirm: str, dry_run: bool = False, by: str = ""
+    ) -> dict[str, Any]:
+        self.calls.append(("arm-chaos", (duration, confirm, dry_run, by)))
+        self._maybe_raise("arm-chaos")
+        self.armed = True
+        return {"chaos-armed": True, "changed": True}
+
+    def disarm_chaos(self) -> dict[str, Any]:
+        self.calls.append(("disarm-chaos", None))
+        self._maybe_raise("disarm-chaos")
+        changed, self.armed = self.armed, False
+        return {"chaos-armed": False, "changed": changed}
+
     def replace_now(
         self, request: control.ReplaceNowRequest, timeout: float | None = None
     ) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from whirlwind import engine as engine_mod
 from whirlwind import journal as journal_mod
 from whirlwind import model as model_view
 from whirlwind import settings as settings_mod
+from whirlwind.chaos import commands as chaos_commands
 
 T = TypeVar("T")
 
@@ -140,6 +141,16 @@ class Call:
 
 
 @dataclasses.dataclass(frozen=True)
+class ExecRecord:
+    """A command sent to a unit (run_on_unit), refused or not."""
+
+    at: float
+    unit: str
+    command: str
+    allowed: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class DestroyRecord:
     """A unit removal request and how many healthy units its application keeps after it."""
 
@@ -205,6 +216,15 @@ class InMemoryBackend:
         self.calls: list[Call] = []
         self.added: list[str] = []
         self.destroyed: list[DestroyRecord] = []
+        # Failure injection. The chaos switch is off: every exec raises unless a test sets
+        # allow_exec, so no test injects by accident. Replies are taken from exec_replies
+        # (code 0 when empty); an exec to a unit in exec_hang, or whose machine agent a
+        # stop-agent script stopped, never completes (its deadline ends it).
+        self.allow_exec = False
+        self.exec_replies: list[backend.ExecResult | backend.BackendError] = []
+        self.exec_hang: set[str] = set()
+        self.execs: list[ExecRecord] = []
+        self._agent_stopped: set[str] = set()
         self.started = False
         self._model.synced = True
 
@@ -325,6 +345,48 @@ class InMemoryBackend:
                 current.pop(key, None)  # an empty value deletes the key, as in Juju
         self._emit_annotation(tag)
         self._leave("set_unit_annotations", (unit,))
+
+    async def run_on_unit(self, unit: str, command: str, *, timeout: float) -> backend.ExecResult:
+        """Record the command; refused unless allow_exec; stop-agent scripts take effect."""
+        loop = asyncio.get_running_loop()
+        self.execs.append(ExecRecord(loop.time(), unit, command, self.allow_exec))
+        if not self.allow_exec:
+            raise backend.BackendError(
+                f"exec on {unit} refused: the test did not allow exec (allow_exec=False)"
+            )
+        self._enter("run_on_unit", (unit, command), {"timeout": timeout})
+        info = self._units.get(unit)
+        if info is None:
+            raise backend.NotFoundError(f'unit "{unit}" not found')
+        machine_id = str(info.get("machine-id") or "")
+        if unit in self.exec_hang or machine_id in self._agent_stopped:
+            # As the real backend: the action stays pending and the deadline ends the wait.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.Event().wait(), timeout)
+            raise backend.BackendError(
+                f"exec on {unit}: no result within {timeout:g}s", transient=True
+            )
+        reply = self.exec_replies.pop(0) if self.exec_replies else backend.ExecResult(0, "", "")
+        if isinstance(reply, backend.BackendError):
+            raise reply
+        marker = chaos_commands.parse_marker(command)
+        stop_agent = marker is not None and marker[:2] == ("stop-agent", "inject")
+        if reply.code == 0 and marker is not None and stop_agent and machine_id:
+            duration = float(marker[2]["duration"])
+            delay = chaos_commands.STOP_AGENT_DELAY
+            loop.call_later(delay, self._stop_agent, machine_id, True)
+            loop.call_later(duration + delay, self._stop_agent, machine_id, False)
+        self._leave("run_on_unit", (unit, command))
+        return reply
+
+    def _stop_agent(self, machine_id: str, stopped: bool) -> None:
+        """The machine agent stops (its units go lost) or starts again."""
+        if stopped:
+            self._agent_stopped.add(machine_id)
+        else:
+            self._agent_stopped.discard(machine_id)
+        for name in self._units_on(machine_id):
+            self.set_lost(name, stopped)
 
     async def refresh_status(self) -> None:
         """Publish lost agents now, as a FullStatus poll would."""

@@ -203,7 +203,7 @@ def test_lifecycle_defaults(ctx: testing.Context, fake_workload: FakeWorkload):
         (
             {"policies": "app: {colour: red}"},
             "policies: app: unknown key 'colour' (known: interval, max-age, heal, heal-after, "
-            "settle-period, settle-timeout, units, storage, min-healthy, windows)",
+            "settle-period, settle-timeout, units, storage, min-healthy, windows, chaos)",
         ),
         (
             {"policies": "app: {storage: keep}"},

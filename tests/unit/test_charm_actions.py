@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 from typing import Any, ClassVar
 
+import ops
 import pytest
 from ops import testing
 
@@ -14,10 +16,12 @@ from tests.unit.conftest import (
     PASSWORD,
     FakeControlClient,
     FakeWorkload,
+    agent_status,
     leader_state,
     peer_relation,
 )
 from whirlwind import control
+from whirlwind.chaos import arming
 
 SINCE = "2026-11-22T10:00:00+00:00"
 FINISHED = {
@@ -753,3 +757,276 @@ class TestHistory:
         state = leader_state(relations=[peer_relation(paused="true")])
 
         assert history(ctx, {}, state)["count"] == "1"
+
+
+MODEL_NAME = "prod-web"
+CHAOS_POLICY = "wsgi-example: {chaos: {kinds: [kill-unit], chance: 0.5}}"
+
+
+def chaos_state(**kwargs: Any) -> testing.State:
+    """A leader in the model prod-web whose wsgi-example opted in to chaos."""
+    state = leader_state(config={"policies": CHAOS_POLICY, **kwargs.pop("config", {})}, **kwargs)
+    return dataclasses.replace(state, model=testing.Model(MODEL_NAME, uuid=state.model.uuid))
+
+
+def armed_peer(hours: float = 2, **extra: str) -> testing.PeerRelation:
+    """The peer relation with chaos armed (from now) for `hours`."""
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return peer_relation(
+        **{
+            "chaos-armed": "true",
+            "chaos-armed-until": (now + datetime.timedelta(hours=hours)).isoformat(),
+            "chaos-armed-by": "arm-chaos action 3 on whirlwind/1",
+            "chaos-armed-at": now.isoformat(),
+            "chaos-dry-run": "false",
+            **extra,
+        }
+    )
+
+
+class TestChaosArming:
+    def test_arm_persists_rerenders_and_tells_the_agent(
+        self, ctx: testing.Context, fake_workload: FakeWorkload, fake_client: FakeControlClient
+    ):
+        before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+        out = ctx.run(
+            ctx.on.action("arm-chaos", params={"confirm": MODEL_NAME, "duration": "2h"}, id="42"),
+            chaos_state(),
+        )
+
+        data = peer_data(out)
+        by = "arm-chaos action 42 on whirlwind/0"
+        until = datetime.datetime.fromisoformat(data["chaos-armed-until"])
+        at = datetime.datetime.fromisoformat(data["chaos-armed-at"])
+        assert before <= at <= before + datetime.timedelta(seconds=5)
+        assert until == at + datetime.timedelta(hours=2)
+        assert (data["chaos-armed"], data["chaos-armed-by"], data["chaos-dry-run"]) == (
+            "true", by, "false"
+        )  # fmt: skip
+        settings = fake_workload.settings
+        assert settings is not None
+        assert (settings.chaos_armed, settings.chaos_armed_until) == (True, until)
+        assert (settings.chaos_armed_by, settings.chaos_armed_at) == (by, at)
+        assert ("arm-chaos", (7200, MODEL_NAME, False, by)) in fake_client.calls
+        assert ctx.action_results == {
+            "chaos-armed": "true",
+            "changed": "true",
+            "armed-until": data["chaos-armed-until"],
+            "armed-by": by,
+            "armed-at": data["chaos-armed-at"],
+            "dry-run": "false",
+            "applications": "wsgi-example",
+            "message": f"CHAOS ARMED until {until:%H:%M} UTC: wsgi-example",
+        }
+        assert any("Juju does not tell the charm which user" in line for line in ctx.action_logs)
+        assert "agent armed" in ctx.action_logs
+
+    def test_arm_as_a_dry_run(
+        self, ctx: testing.Context, fake_workload: FakeWorkload, fake_client: FakeControlClient
+    ):
+        params = {"confirm": MODEL_NAME, "duration": "30m", "dry-run": True}
+
+        out = ctx.run(ctx.on.action("arm-chaos", params=params), chaos_state())
+
+        assert peer_data(out)["chaos-dry-run"] == "true"
+        assert fake_workload.settings is not None
+        assert fake_workload.settings.chaos_dry_run is True
+        (call,) = [args for name, args in fake_client.calls if name == "arm-chaos"]
+        assert call[:3] == (1800, MODEL_NAME, True)
+        assert ctx.action_results is not None
+        assert ctx.action_results["message"].startswith("Chaos armed (dry-run) until ")
+
+    @pytest.mark.parametrize(
+        ("params", "model", "message"),
+        [
+            ({"confirm": "prod", "duration": "2h"}, MODEL_NAME,
+             "Refused: confirm must be the model's name exactly: got 'prod', "
+             "the model is 'prod-web'"),
+            ({"confirm": "PROD-WEB", "duration": "2h"}, MODEL_NAME, "got 'PROD-WEB'"),
+            ({"duration": "2h"}, MODEL_NAME, "got '', the model is 'prod-web'"),
+            ({"confirm": MODEL_NAME}, MODEL_NAME, "duration is required"),
+            ({"confirm": MODEL_NAME, "duration": ""}, MODEL_NAME,
+             "duration is required (for example 2h; at most 24h)"),
+            ({"confirm": MODEL_NAME, "duration": "25h"}, MODEL_NAME,
+             "duration must be at most 24h, got '25h'"),
+            ({"confirm": MODEL_NAME, "duration": "0"}, MODEL_NAME,
+             "duration must be greater than 0, got '0'"),
+            ({"confirm": MODEL_NAME, "duration": "soon"}, MODEL_NAME,
+             "duration: 'soon' is not a duration"),
+            ({"confirm": "controller", "duration": "1h"}, "controller",
+             "Refused: this is the controller model: chaos is never armed there"),
+        ],
+    )  # fmt: skip
+    def test_arming_is_refused_and_nothing_changes(
+        self, ctx: testing.Context, fake_workload: FakeWorkload, fake_client: FakeControlClient,
+        params: dict[str, str], model: str, message: str,
+    ):  # fmt: skip
+        state = chaos_state()
+        state = dataclasses.replace(state, model=testing.Model(model, uuid=state.model.uuid))
+
+        with pytest.raises(testing.ActionFailed) as failed:
+            ctx.run(ctx.on.action("arm-chaos", params=params), state)
+
+        assert message in failed.value.message
+        assert isinstance(failed.value.state, testing.State)
+        assert "chaos-armed" not in peer_data(failed.value.state)
+        assert fake_workload.settings is None
+        assert fake_client.calls == []
+
+    @pytest.mark.parametrize("action", ["arm-chaos", "disarm-chaos"])
+    def test_only_the_leader_arms_or_disarms(
+        self, ctx: testing.Context, fake_client: FakeControlClient, action: str
+    ):
+        state = chaos_state(leader=False, relations=[peer_relation(leader="whirlwind/2")])
+        params = {"confirm": MODEL_NAME, "duration": "1h"} if action == "arm-chaos" else None
+
+        with pytest.raises(testing.ActionFailed) as failed:
+            ctx.run(ctx.on.action(action, params=params), state)
+
+        assert failed.value.message == "Not the leader: run it on the leader unit (whirlwind/2)"
+        assert fake_client.calls == []
+
+    def test_arming_needs_the_peer_relation(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        params = {"confirm": MODEL_NAME, "duration": "1h"}
+
+        with pytest.raises(testing.ActionFailed, match="peer relation is not set up yet"):
+            ctx.run(ctx.on.action("arm-chaos", params=params), chaos_state(relations=[]))
+
+        assert fake_client.calls == []
+
+    def test_arming_without_a_running_agent_still_persists(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        fake_client.errors["arm-chaos"] = control.AgentUnavailableError("the agent is not running")
+        params = {"confirm": MODEL_NAME, "duration": "1h"}
+
+        out = ctx.run(ctx.on.action("arm-chaos", params=params), chaos_state())
+
+        assert peer_data(out)["chaos-armed"] == "true"
+        assert any("agent not reached" in line for line in ctx.action_logs)
+
+    def test_disarm(
+        self, ctx: testing.Context, fake_workload: FakeWorkload, fake_client: FakeControlClient
+    ):
+        fake_client.armed = True
+
+        out = ctx.run(ctx.on.action("disarm-chaos"), chaos_state(relations=[armed_peer()]))
+
+        data = peer_data(out)
+        assert data["chaos-armed"] == "false"
+        assert not {k for k in data if k.startswith("chaos-") and k != "chaos-armed"}
+        assert fake_workload.settings is not None
+        assert fake_workload.settings.chaos_armed is False
+        assert ("disarm-chaos", None) in fake_client.calls
+        assert ctx.action_results is not None
+        assert ctx.action_results["chaos-armed"] == "false"
+        assert ctx.action_results["changed"] == "true"
+        assert ctx.action_results["message"] == "Chaos disarmed"
+        assert "agent disarmed" in ctx.action_logs
+
+    def test_disarm_when_not_armed(self, ctx: testing.Context):
+        ctx.run(ctx.on.action("disarm-chaos"), chaos_state())
+
+        assert ctx.action_results is not None
+        assert ctx.action_results["changed"] == "false"
+        assert ctx.action_results["message"] == "Already disarmed (chaos not armed)"
+
+    def test_the_arming_survives_a_leader_change(
+        self, ctx: testing.Context, fake_workload: FakeWorkload
+    ):
+        first = ctx.run(
+            ctx.on.action("arm-chaos", params={"confirm": MODEL_NAME, "duration": "3h"}),
+            chaos_state(),
+        )
+        peer = first.get_relations("whirlwind-peers")[0]
+        op_key = [s for s in first.secrets if s.label == charm.OP_KEY_LABEL]
+        fake_workload.settings = None
+
+        ctx.run(ctx.on.leader_elected(), chaos_state(relations=[peer], secrets=op_key))
+
+        settings = fake_workload.settings
+        assert settings is not None
+        assert settings.chaos_armed is True
+        assert settings.chaos_armed_until is not None
+        assert settings.chaos_armed_until.isoformat() == peer_data(first)["chaos-armed-until"]
+
+    def test_an_expired_arming_is_not_rendered(
+        self, ctx: testing.Context, fake_workload: FakeWorkload
+    ):
+        ctx.run(ctx.on.config_changed(), chaos_state(relations=[armed_peer(hours=-1)]))
+
+        assert fake_workload.settings is not None
+        assert fake_workload.settings.chaos_armed is False
+        assert fake_workload.settings.chaos_armed_until is None
+
+    def test_the_status_line_shows_armed_chaos_first(
+        self, ctx: testing.Context, fake_workload: FakeWorkload
+    ):
+        fake_workload.running = True
+        peer = armed_peer(hours=2)
+        until = datetime.datetime.fromisoformat(peer.local_app_data["chaos-armed-until"])
+
+        out = ctx.run(ctx.on.update_status(), chaos_state(relations=[peer]))
+
+        assert out.unit_status == testing.ActiveStatus(
+            f"CHAOS ARMED until {until:%H:%M} UTC: wsgi-example; watching wsgi-example; every 10m"
+        )
+
+    def test_the_status_follows_the_agents_arming(
+        self, ctx: testing.Context, fake_workload: FakeWorkload, fake_client: FakeControlClient
+    ):
+        fake_workload.running = True
+        until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+        fake_client.status_reply = agent_status(
+            **{"chaos-armed": True, "chaos-armed-until": until.isoformat(), "chaos-dry-run": True}
+        )
+
+        out = ctx.run(ctx.on.update_status(), chaos_state())
+
+        assert out.unit_status.message.startswith(
+            f"Chaos armed (dry-run) until {until:%H:%M} UTC: wsgi-example; watching"
+        )
+
+
+NOW = datetime.datetime(2026, 11, 30, 13, 0, tzinfo=datetime.timezone.utc)
+ARMED = arming.Arming(True, NOW + datetime.timedelta(hours=2), "x", NOW)
+
+
+@pytest.mark.parametrize(
+    ("chaos", "agent", "policies", "expected"),
+    [
+        pytest.param(ARMED, agent_status(), CHAOS_POLICY,
+                     ops.ActiveStatus("CHAOS ARMED until 15:00 UTC: wsgi-example; "
+                                      "watching wsgi-example; every 10m"), id="armed"),
+        pytest.param(ARMED, agent_status(), "",
+                     ops.ActiveStatus("CHAOS ARMED until 15:00 UTC: no application opted in; "
+                                      "watching wsgi-example; every 10m"), id="none-opted-in"),
+        pytest.param(ARMED, agent_status(connected=False), CHAOS_POLICY,
+                     ops.WaitingStatus("CHAOS ARMED until 15:00 UTC: wsgi-example; "
+                                       "agent connecting to the controller"), id="connecting"),
+        pytest.param(ARMED, agent_status(**{"blocked-services": {"wsgi-example": "3 failures"}}),
+                     CHAOS_POLICY,
+                     ops.BlockedStatus("CHAOS ARMED until 15:00 UTC: wsgi-example; blocked on "
+                                       "repeated failures of wsgi-example: run resume or "
+                                       "replace-now"), id="blocked"),
+        pytest.param(ARMED, None, CHAOS_POLICY,
+                     ops.ActiveStatus("CHAOS ARMED until 15:00 UTC: wsgi-example; watching "
+                                      "wsgi-example; every 10m; agent not answering"),
+                     id="agent-not-answering"),
+        pytest.param(ARMED, agent_status(**{"chaos-armed": False}), CHAOS_POLICY,
+                     ops.ActiveStatus("Watching wsgi-example; every 10m"),
+                     id="the-agent-disarmed-it"),
+        pytest.param(arming.Arming(True, NOW, "x", NOW - datetime.timedelta(hours=1)),
+                     agent_status(), CHAOS_POLICY,
+                     ops.ActiveStatus("Watching wsgi-example; every 10m"), id="expired"),
+    ],
+)  # fmt: skip
+def test_describe_status_with_chaos(
+    chaos: arming.Arming, agent: dict[str, Any] | None, policies: str, expected: ops.StatusBase
+):
+    config = charm.WhirlwindConfig(services="wsgi-example", policies=policies)
+
+    assert charm.describe_status(config, charm.PauseState(), agent, NOW, chaos=chaos) == expected

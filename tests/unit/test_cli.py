@@ -19,6 +19,7 @@ import pytest
 from tests.unit import inmemory_backend as imb
 from whirlwind import backend as backend_mod
 from whirlwind import cli, control, logsetup
+from whirlwind import engine as engine_mod
 from whirlwind import journal as journal_mod
 from whirlwind import settings as settings_mod
 
@@ -72,6 +73,31 @@ def _stderr_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["ctl", "pause", "--duration", "40d"], "whirlwind: --duration must be at most 30 days"),
         (["ctl", "pause", "--reason", "x" * 201], "whirlwind: --reason must be at most 200"),
         (["ctl", "plan", "--all"], "whirlwind: unrecognized arguments: --all"),
+        (
+            ["ctl", "arm-chaos"],
+            "whirlwind: the following arguments are required: --confirm, --duration",
+        ),
+        (
+            ["ctl", "arm-chaos", "--confirm", "m"],
+            "whirlwind: the following arguments are required",
+        ),
+        (
+            ["ctl", "arm-chaos", "--confirm", "", "--duration", "1h"],
+            "whirlwind: --confirm must be",
+        ),
+        (
+            ["ctl", "arm-chaos", "--confirm", "m", "--duration", "25h"],
+            "whirlwind: --duration must be at most 24h, got '25h'",
+        ),
+        (
+            ["ctl", "arm-chaos", "--confirm", "m", "--duration", "0"],
+            "whirlwind: --duration must be greater than 0, got '0'",
+        ),
+        (
+            ["ctl", "arm-chaos", "--confirm", "m", "--duration", "soon"],
+            "whirlwind: --duration: 'soon' is not a duration",
+        ),
+        (["ctl", "disarm-chaos", "--now"], "whirlwind: unrecognized arguments: --now"),
         (["ctl", "--timeout", "x", "status"], "whirlwind: argument --timeout: invalid float"),
         (["ctl", "--timeout", "0", "status"], "whirlwind: --timeout must be a number of seconds"),
         (["ctl", "--timeout", "-5", "status"], "whirlwind: --timeout must be a number of seconds"),
@@ -164,6 +190,21 @@ class StubHandler:
         if op_id == "gone":
             raise control.ControlError(control.UNKNOWN_OPERATION, "operation 'gone' not found")
         return [{"id": op_id or str(n)} for n in range(1 if op_id else limit)]
+
+    armings: list[tuple[int, str, bool, str]] = dataclasses.field(default_factory=list)
+
+    async def arm_chaos(
+        self, duration: int, confirm: str, dry_run: bool = False, by: str = ""
+    ) -> dict[str, Any]:
+        self.armings.append((duration, confirm, dry_run, by))
+        if confirm == "controller":
+            raise control.ControlError(control.REFUSED, "this is the controller model")
+        if confirm != "prod":
+            raise control.ControlError(control.BAD_REQUEST, f"confirm: got {confirm!r}")
+        return {"chaos-armed": True, "chaos-armed-until": "2026-01-01T02:00:00+00:00"}
+
+    async def disarm_chaos(self) -> dict[str, Any]:
+        return {"chaos-armed": False, "changed": True}
 
     async def replace_now(self, request: control.ReplaceNowRequest) -> dict[str, Any]:
         self.requests.append(request)
@@ -426,3 +467,63 @@ def test_setup_logging_keeps_the_libjuju_connection_logger_above_debug() -> None
     conn = logsetup.logging.getLogger("juju.client.connection")
     assert conn.getEffectiveLevel() >= logsetup.logging.INFO
     assert logsetup.logging.getLogger().level == logsetup.logging.DEBUG
+
+
+def test_ctl_arm_and_disarm_chaos(
+    capsys: pytest.CaptureFixture[str], short_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli.getpass, "getuser", lambda: "root")
+    socket_path = short_dir / "control.sock"
+    handler = StubHandler()
+    ctl = ["ctl", "--socket", str(socket_path)]
+    with _serve(handler, socket_path):
+        armed = cli.main([*ctl, "arm-chaos", "--confirm", "prod", "--duration", "2h", "--dry-run"])
+        armed_out = json.loads(capsys.readouterr().out)
+        disarmed = cli.main([*ctl, "disarm-chaos"])
+        disarmed_out = json.loads(capsys.readouterr().out)
+        wrong = cli.main([*ctl, "arm-chaos", "--confirm", "test", "--duration", "90m"])
+        wrong_err = _stderr_line(capsys)
+        refused = cli.main([*ctl, "arm-chaos", "--confirm", "controller", "--duration", "1h"])
+        refused_err = _stderr_line(capsys)
+
+    assert (armed, disarmed) == (cli.EXIT_OK, cli.EXIT_OK)
+    assert armed_out == {"chaos-armed": True, "chaos-armed-until": "2026-01-01T02:00:00+00:00"}
+    assert disarmed_out == {"chaos-armed": False, "changed": True}
+    assert (wrong, wrong_err) == (cli.EXIT_USAGE, "whirlwind: bad-request: confirm: got 'test'")
+    assert (refused, refused_err) == (
+        cli.EXIT_FAILED, "whirlwind: refused: this is the controller model"
+    )  # fmt: skip
+    assert handler.armings == [
+        (7200, "prod", True, "ctl as root"),
+        (5400, "test", False, "ctl as root"),
+        (3600, "controller", False, "ctl as root"),
+    ]
+
+
+def test_the_agent_forwards_chaos_to_its_engine(short_dir: pathlib.Path) -> None:
+    settings = imb.make_settings(short_dir)
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        backend = imb.InMemoryBackend(timings=FAST)
+        await backend.start()
+        await asyncio.sleep(1)  # the model's own information arrives
+        journal = journal_mod.Journal(short_dir / journal_mod.JOURNAL_FILE, durable=False)
+        agent = cli.Agent(short_dir / "settings.yaml", settings, lambda _: backend)
+        engine = engine_mod.Engine(settings, backend, journal, now=imb.virtual_now)
+        agent._proxy.engine = engine
+        try:
+            armed = await agent._proxy.arm_chaos(3600, "test", by="ctl as root")
+            status = await agent._proxy.get_status()
+            disarmed = await agent._proxy.disarm_chaos()
+        finally:
+            journal.close()
+            await backend.stop()
+        return armed, status, disarmed
+
+    armed, status, disarmed = imb.run_virtual(scenario())
+
+    until = "2026-01-01T01:00:01+00:00"
+    assert (armed["chaos-armed"], armed["chaos-armed-until"]) == (True, until)
+    assert (status["chaos-armed"], status["chaos-armed-until"]) == (True, until)
+    assert status["chaos"] == "CHAOS ARMED until 01:00 UTC"
+    assert (disarmed["chaos-armed"], disarmed["changed"]) == (False, True)

@@ -294,3 +294,92 @@ def test_client_says_when_the_agent_is_not_running(socket_path: pathlib.Path) ->
 
     with pytest.raises(control.AgentUnavailableError, match="the agent is not running"):
         client.status()
+
+
+class ChaosHandler(Handler):
+    """Also arms chaos: records what arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armings: list[dict[str, Any]] = []
+
+    async def arm_chaos(
+        self, duration: int, confirm: str, dry_run: bool = False, by: str = ""
+    ) -> dict[str, Any]:
+        self.armings.append({"duration": duration, "confirm": confirm, "dry_run": dry_run,
+                             "by": by})  # fmt: skip
+        if confirm != "prod":
+            raise control.ControlError(control.BAD_REQUEST, f"confirm: got {confirm!r}")
+        return {"chaos-armed": True, "changed": True}
+
+    async def disarm_chaos(self) -> dict[str, Any]:
+        return {"chaos-armed": False, "changed": True}
+
+
+async def test_arm_and_disarm_chaos(socket_path: pathlib.Path) -> None:
+    handler = ChaosHandler()
+    server = control.ControlServer(socket_path, handler)
+    await server.start()
+    try:
+        client = control.ControlClient(socket_path, timeout=5)
+        armed = await asyncio.to_thread(client.arm_chaos, 7200, "prod", True, "ctl as root")
+        by_text = await _call(socket_path, "arm-chaos", confirm="prod", duration="90m")
+        disarmed = await asyncio.to_thread(client.disarm_chaos)
+        with pytest.raises(control.ControlError) as wrong:
+            await asyncio.to_thread(client.arm_chaos, 60, "test")
+    finally:
+        await server.stop()
+
+    assert armed == by_text == {"chaos-armed": True, "changed": True}
+    assert disarmed == {"chaos-armed": False, "changed": True}
+    assert (wrong.value.code, wrong.value.message) == (control.BAD_REQUEST, "confirm: got 'test'")
+    assert handler.armings == [
+        {"duration": 7200, "confirm": "prod", "dry_run": True, "by": "ctl as root"},
+        {"duration": 5400, "confirm": "prod", "dry_run": False, "by": ""},
+        {"duration": 60, "confirm": "test", "dry_run": False, "by": ""},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"duration": 60}, "confirm is required: the model's name, exactly"),
+        ({"confirm": "", "duration": 60}, "confirm is required"),
+        ({"confirm": 7, "duration": 60}, "confirm is required"),
+        ({"confirm": "prod"}, "duration is required (for example 2h; at most 24h)"),
+        ({"confirm": "prod", "duration": 0}, "duration must be greater than 0, got 0"),
+        ({"confirm": "prod", "duration": 86401}, "duration must be at most 24h, got 86401"),
+        ({"confirm": "prod", "duration": "2 days"}, "duration: '2 days' is not a duration"),
+        ({"confirm": "prod", "duration": 60, "dry-run": "yes"}, "dry-run must be true or false"),
+        ({"confirm": "prod", "duration": 60, "by": "x" * 201}, "by must be at most 200"),
+    ],
+)
+async def test_bad_arm_chaos_requests_never_reach_the_handler(
+    socket_path: pathlib.Path, args: dict[str, Any], message: str
+) -> None:
+    handler = ChaosHandler()
+    server = control.ControlServer(socket_path, handler)
+    await server.start()
+    try:
+        with pytest.raises(control.ControlError) as refused:
+            await _call(socket_path, "arm-chaos", **args)
+    finally:
+        await server.stop()
+
+    assert refused.value.code == control.BAD_REQUEST
+    assert message in refused.value.message
+    assert handler.armings == []
+
+
+@pytest.mark.parametrize("command", ["arm-chaos", "disarm-chaos"])
+async def test_a_handler_without_chaos_says_so(socket_path: pathlib.Path, command: str) -> None:
+    server = control.ControlServer(socket_path, Handler())
+    await server.start()
+    try:
+        with pytest.raises(control.ControlError) as refused:
+            await _call(socket_path, command, confirm="prod", duration=60)
+    finally:
+        await server.stop()
+
+    assert refused.value.code == control.NOT_IMPLEMENTED
+    assert refused.value.message == f"{command} is not supported by this agent"

@@ -358,10 +358,10 @@ def test_a_bad_cycle_is_logged_and_the_loop_goes_on(
     failures = [RuntimeError("boom")]
     make_plan = planner.make_plan
 
-    def explode(*args: Any) -> Any:
+    def explode(*args: Any, **kwargs: Any) -> Any:
         if failures:
             raise failures.pop()
-        return make_plan(*args)
+        return make_plan(*args, **kwargs)
 
     monkeypatch.setattr(planner, "make_plan", explode)
 
@@ -412,6 +412,9 @@ def test_status_reports_targets_unknown_services_and_schedule(tmp_path: pathlib.
 
     status = imb.run_virtual(scenario())
 
+    seed = status.pop("chaos-seed")  # chosen at random (no chaos-seed in the settings)
+    assert isinstance(seed, int)
+    assert 0 <= seed < 2**31
     assert status == {
         "version": "0.1.0",
         "connected": True,
@@ -422,6 +425,13 @@ def test_status_reports_targets_unknown_services_and_schedule(tmp_path: pathlib.
         "pause-reason": "",
         "window": {"open": True, "windows": "", "detail": "no windows"},
         "dry-run": False,
+        "chaos": "chaos not armed",
+        "chaos-armed": False,
+        "chaos-armed-until": None,
+        "chaos-armed-by": "",
+        "chaos-armed-at": None,
+        "chaos-dry-run": False,
+        "chaos-pending-reverts": [],
         "services": ["app", "ghost"],
         "unknown-services": ["ghost"],
         "blocked-services": {},

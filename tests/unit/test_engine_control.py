@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import datetime
 import pathlib
+from typing import Any
+
+import pytest
 
 from tests.unit import inmemory_backend as imb
+from whirlwind import control, windows
 from whirlwind import journal as journal_mod
-from whirlwind import windows
+from whirlwind.chaos import arming
 
 DAY = 86400
 OFFICE = "mon-fri 09:00-17:00 Europe/London; sat 10:00-12:00 UTC"
@@ -150,3 +154,133 @@ def test_the_plan_shows_the_gates_that_hold_a_target(tmp_path: pathlib.Path) -> 
     assert target["units"]["live"] == 3
     assert target["next"] is None  # paused: nothing but healing would start
     assert str(plan["message"]).startswith("app: nothing planned; paused: paused until")
+
+
+def test_armed_chaos_shows_in_the_status_and_disarms_by_itself(tmp_path: pathlib.Path) -> None:
+    backend = _backend()
+
+    async def scenario() -> tuple[dict[str, Any], ...]:
+        agent = await imb.start_agent(backend, tmp_path, chaos_seed=7)
+        armed = await agent.engine.arm_chaos("2h", "test", dry_run=True, by="ctl as root")
+        status = await agent.engine.get_status()
+        await asyncio.sleep(7200 + 1)
+        after = await agent.engine.get_status()
+        journaled = agent.journal.get_state("chaos")
+        await agent.stop()
+        return armed, status, after, journaled
+
+    armed, status, after, journaled = imb.run_virtual(scenario())
+
+    until = (imb.EPOCH + datetime.timedelta(hours=2)).isoformat()
+    assert armed == {
+        "chaos": "chaos armed (dry-run) until 02:00 UTC",
+        "chaos-armed": True,
+        "chaos-armed-until": until,
+        "chaos-armed-by": "ctl as root",
+        "chaos-armed-at": imb.EPOCH.isoformat(),
+        "chaos-dry-run": True,
+        "changed": True,
+    }
+    assert (status["chaos-armed"], status["chaos-armed-until"]) == (True, until)
+    assert (after["chaos-armed"], after["chaos-armed-until"], after["chaos"]) == (
+        False, None, "chaos not armed"
+    )  # fmt: skip
+    # Expired and journaled as such, with the seed the draws use.
+    assert journaled == {**arming.Arming().to_state(), "seed": 7}
+
+
+@pytest.mark.parametrize(
+    ("controller", "confirm", "duration", "code", "message"),
+    [
+        (False, "prod", "2h", control.BAD_REQUEST,
+         "confirm must be the model's name exactly: got 'prod', the model is 'test'"),
+        (False, "test", "25h", control.BAD_REQUEST, "duration must be at most 24h, got '25h'"),
+        (False, "test", 0, control.BAD_REQUEST, "duration must be greater than 0, got 0"),
+        (True, "test", "2h", control.REFUSED,
+         "this is the controller model: chaos is never armed there"),
+    ],
+)  # fmt: skip
+def test_arming_is_refused(
+    tmp_path: pathlib.Path,
+    controller: bool,
+    confirm: str,
+    duration: Any,
+    code: str,
+    message: str,
+) -> None:
+    backend = imb.InMemoryBackend(is_controller_model=controller)
+    backend.add_application("app", 3)
+
+    async def scenario() -> tuple[control.ControlError, bool, Any]:
+        agent = await imb.start_agent(backend, tmp_path)
+        await asyncio.sleep(1)
+        with pytest.raises(control.ControlError) as refused:
+            await agent.engine.arm_chaos(duration, confirm)
+        armed = agent.engine.arming.armed
+        journaled = agent.journal.get_state("chaos")
+        await agent.stop()
+        return refused.value, armed, journaled
+
+    error, armed, journaled = imb.run_virtual(scenario())
+
+    assert (error.code, error.message) == (code, message)
+    assert armed is False
+    assert journaled is None  # nothing was written
+
+
+def test_the_charms_arming_is_never_in_effect_on_the_controller_model(
+    tmp_path: pathlib.Path,
+) -> None:
+    backend = imb.InMemoryBackend(is_controller_model=True)
+    backend.add_application("app", 3)
+
+    async def scenario() -> dict[str, Any]:
+        agent = await imb.start_agent(backend, tmp_path, **_charm_arming(hours=2))
+        await asyncio.sleep(1)
+        status = await agent.engine.get_status()
+        await agent.stop()
+        return status
+
+    status = imb.run_virtual(scenario())
+
+    assert (status["chaos-armed"], status["chaos"]) == (False, "chaos not armed")
+
+
+def _charm_arming(hours: float, at: datetime.datetime = imb.EPOCH) -> dict[str, Any]:
+    return {
+        "chaos_armed": True,
+        "chaos_armed_until": at + datetime.timedelta(hours=hours),
+        "chaos_armed_by": "arm-chaos action 3 on whirlwind/0",
+        "chaos_armed_at": at,
+    }
+
+
+def test_the_charms_arming_wins_when_new_and_a_disarm_sticks(tmp_path: pathlib.Path) -> None:
+    backend = _backend()
+    charm_armed = imb.make_settings(tmp_path, **_charm_arming(hours=2))
+
+    async def scenario() -> list[bool]:
+        seen: list[bool] = []
+        agent = await imb.start_agent(backend, tmp_path, **_charm_arming(hours=2))
+        seen.append(agent.engine.arming.armed)  # 1: the charm armed it
+        await agent.engine.disarm_chaos()
+        agent.engine.reload(charm_armed)
+        seen.append(agent.engine.arming.armed)  # 2: the same settings again: still disarmed
+        await agent.stop()
+        again = await imb.start_agent(backend, tmp_path, **_charm_arming(hours=2))
+        seen.append(again.engine.arming.armed)  # 3: and after a restart
+        await asyncio.sleep(60)
+        rearmed = imb.make_settings(tmp_path, **_charm_arming(1, imb.EPOCH + _MINUTE))
+        again.engine.reload(rearmed)
+        seen.append(again.engine.arming.armed)  # 4: the charm armed it again
+        again.engine.reload(imb.make_settings(tmp_path, chaos_armed=False))
+        seen.append(again.engine.arming.armed)  # 5: the charm disarmed it
+        await again.stop()
+        return seen
+
+    seen = imb.run_virtual(scenario())
+
+    assert seen == [True, False, False, True, False]
+
+
+_MINUTE = datetime.timedelta(minutes=1)

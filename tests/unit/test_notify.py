@@ -37,6 +37,8 @@ T0 = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.timezone.utc)
         ("update:new_machine", False),
         ("state:pause", True),  # pause, resume, a timed pause ending
         ("state:watches", False),  # the planner's memory
+        ("state:chaos", True),  # chaos armed, disarmed, or the arming ended
+        ("state:chaos-draws", False),
         ("state:interval", False),
         ("breaker:app", True),  # a failure counted, a breaker open
         ("breakers:clear", True),

@@ -16,7 +16,7 @@ DAY = 24 * 3600
 USE = "(use seconds or 90s, 10m, 12h, 7d)"
 KNOWN = (
     "known: interval, max-age, heal, heal-after, settle-period, settle-timeout, units, "
-    "storage, min-healthy, windows"
+    "storage, min-healthy, windows, chaos"
 )
 
 

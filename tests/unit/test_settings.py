@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import pathlib
 from typing import Any
 
@@ -10,6 +11,7 @@ import yaml
 
 from tests.unit import inmemory_backend as imb
 from whirlwind import settings as settings_mod
+from whirlwind.chaos import arming as arming_mod
 
 CA = imb.CA_CERT
 
@@ -99,3 +101,91 @@ def test_files_are_written_atomically_with_their_mode(tmp_path: pathlib.Path) ->
     assert settings_mod.write_file_atomically(path, "one", mode=0o600) is False
     assert path.read_text() == "one"
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+UNTIL = "2026-11-30T15:00:00+00:00"
+AT = "2026-11-30T13:00:00+00:00"
+
+
+def test_the_charms_chaos_arming_round_trips(tmp_path: pathlib.Path) -> None:
+    data = _data(
+        **{
+            "chaos-armed": True,
+            "chaos-armed-until": UNTIL,
+            "chaos-armed-by": "arm-chaos action 7 on whirlwind/0",
+            "chaos-armed-at": AT,
+            "chaos-dry-run": True,
+            "chaos-seed": 42,
+        }
+    )
+    (tmp_path / "settings.yaml").write_text(yaml.safe_dump(data))
+
+    settings = settings_mod.load_settings(tmp_path / "settings.yaml")
+
+    arming = settings.chaos_arming
+    assert arming is not None
+    assert arming.is_armed(datetime.datetime.fromisoformat(AT))
+    assert arming.to_state() == {
+        "armed": True,
+        "until": UNTIL,
+        "by": "arm-chaos action 7 on whirlwind/0",
+        "at": AT,
+        "dry-run": True,
+    }
+    assert settings.chaos_seed == 42
+    (tmp_path / "again.yaml").write_text(settings_mod.dump_settings(settings))
+    assert settings_mod.load_settings(tmp_path / "again.yaml") == settings
+
+
+@pytest.mark.parametrize(
+    ("overrides", "armed"),
+    [({}, None), ({"chaos-armed": False}, False), ({"chaos-armed": None}, None)],
+)
+def test_without_an_armed_charm_the_settings_carry_no_arming(
+    overrides: dict[str, Any], armed: bool | None
+) -> None:
+    settings = settings_mod.parse_settings(_data(**overrides))
+
+    assert settings.chaos_armed is armed
+    assert settings.chaos_arming == (None if armed is None else arming_mod.Arming())
+    assert not {k for k in settings.to_dict() if k.startswith("chaos-armed-")}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"chaos-armed": "yes"}, "chaos-armed must be true or false, got 'yes'"),
+        ({"chaos-armed": True}, "chaos-armed-until is missing (chaos-armed is true)"),
+        ({"chaos-armed": True, "chaos-armed-until": "15:00"},
+         "chaos-armed-until: '15:00' is not an ISO time with a zone"),
+        ({"chaos-armed": True, "chaos-armed-until": "2026-11-30T15:00:00"},
+         "is not an ISO time with a zone"),
+        ({"chaos-armed": True, "chaos-armed-until": UNTIL, "chaos-armed-at": "2026-11-29T14:00Z"},
+         "chaos-armed-until must be after chaos-armed-at and at most 24h later"),
+        ({"chaos-armed": True, "chaos-armed-until": AT, "chaos-armed-at": UNTIL},
+         "chaos-armed-until must be after chaos-armed-at"),
+        ({"chaos-armed": True, "chaos-armed-until": UNTIL, "chaos-armed-by": "x" * 201},
+         "chaos-armed-by must be at most 200 characters, got 201"),
+        ({"chaos-armed": True, "chaos-armed-until": UNTIL, "chaos-armed-by": 7},
+         "chaos-armed-by must be a string, got int"),
+        ({"chaos-armed": True, "chaos-armed-until": UNTIL, "chaos-dry-run": "no"},
+         "chaos-dry-run must be true or false"),
+        ({"chaos-armed-until": UNTIL}, "chaos-armed-until: only with chaos-armed: true"),
+        ({"chaos-armed": False, "chaos-dry-run": True},
+         "chaos-dry-run: only with chaos-armed: true"),
+        ({"chaos-seed": -1}, "chaos-seed must be a whole number 0..2**63-1, got -1"),
+        ({"chaos-seed": 2**63}, "chaos-seed must be a whole number 0..2**63-1"),
+        ({"chaos-seed": "42"}, "chaos-seed must be a whole number 0..2**63-1, got '42'"),
+        ({"chaos-seed": True}, "chaos-seed must be a whole number"),
+    ],
+)  # fmt: skip
+def test_invalid_chaos_settings_name_the_option(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(settings_mod.SettingsError) as error:
+        settings_mod.parse_settings(_data(**overrides))
+
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**63 - 1])
+def test_chaos_seed_bounds(seed: int) -> None:
+    assert settings_mod.parse_settings(_data(**{"chaos-seed": seed})).chaos_seed == seed

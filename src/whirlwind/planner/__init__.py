@@ -10,12 +10,14 @@ nothing decides twice.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 from whirlwind import model as model_view
 from whirlwind import policy as policy_mod
 from whirlwind import settings as settings_mod
-from whirlwind.planner import age, count, gates, heal, rotate
+from whirlwind.chaos import arming as arming_mod
+from whirlwind.planner import age, chaos, core, count, gates, heal, rotate
 from whirlwind.planner.core import (
     AGE,
     COUNT,
@@ -41,9 +43,18 @@ __all__ = [
 
 
 def make_plan(
-    view: model_view.ModelView, settings: settings_mod.AgentSettings, facts: Facts
+    view: model_view.ModelView,
+    settings: settings_mod.AgentSettings,
+    facts: Facts,
+    *,
+    arming: arming_mod.Arming | None = None,
+    chaos_facts: chaos.ChaosFacts | None = None,
 ) -> Plan:
-    """The plan at `facts.now`: proposals due, and per target its gates and what comes next."""
+    """The plan at `facts.now`: proposals due, and per target its gates and what comes next.
+
+    With `arming` and `chaos_facts`, applications that opted in to failure injection also get
+    their chaos plan (guard, draw, injection, next tick).
+    """
     built: dict[str, dict[str, list]] = {}
     counts_of: dict[str, Counts] = {}
     rotation_ready: list[str] = []
@@ -67,6 +78,10 @@ def make_plan(
         window, opens = gates.get_window(context)
         mass = gates.get_mass_failure(context, counts)
         parts["gates"] += [*common, paused, health, window, mass]
+        alerting = gates.get_alerts(context)
+        if alerting is not None:
+            parts["gates"].append(alerting)
+            parts["notes"] += [alerting.detail] if alerting.holds else []
         # Restoring: heal (even while paused: it has its own switch; in windows only with
         # heal-in-windows), then the unit count.
         healing, upcoming, notes = heal.propose(context, counts)
@@ -82,7 +97,8 @@ def make_plan(
         if adding is not None and not blocked and not paused.holds:
             parts["proposals"].append(adding)
         # Voluntary: age or rotation, behind every gate (the window too).
-        voluntary_ok = not (blocked or paused.holds or health.holds or window.holds)
+        held = alerting is not None and alerting.holds
+        voluntary_ok = not (blocked or paused.holds or health.holds or window.holds or held)
         policy = context.policy
         if window.holds and opens is not None and not paused.holds:
             trigger = AGE if policy.max_age > 0 else ROTATE
@@ -107,6 +123,12 @@ def make_plan(
     rotation_due = _rotate_shared(settings, facts, contexts, rotation_ready, built)
     targets = []
     for service, parts in built.items():
+        chaos_plan = None
+        context = contexts.get(service)
+        if context is not None and context.policy.chaos is not None and arming is not None:
+            chaos_plan = _plan_chaos(context, arming, chaos_facts, parts["gates"])
+            parts["upcoming"] += [chaos_plan.upcoming] if chaos_plan.upcoming else []
+            parts["notes"] += list(chaos_plan.notes)
         proposals = sorted(parts["proposals"], key=lambda p: PRIORITY.index(p.trigger))
         targets.append(
             TargetPlan(
@@ -116,9 +138,30 @@ def make_plan(
                 upcoming=tuple(sorted(parts["upcoming"], key=lambda u: u.at)),
                 gates=tuple(parts["gates"]),
                 notes=tuple(parts["notes"]),
+                chaos=chaos_plan,
             )
         )
     return Plan(now=facts.now, targets=tuple(targets), rotation_due=rotation_due)
+
+
+# Gates of voluntary work that also hold chaos (the guard has its own for the rest).
+_ALSO_HOLD_CHAOS = frozenset({gates.ALERTS})
+
+
+def _plan_chaos(
+    context: core.Context,
+    arming: arming_mod.Arming,
+    chaos_facts: chaos.ChaosFacts | None,
+    target_gates: list[Gate],
+) -> chaos.ChaosPlan:
+    """The chaos plan, held (nothing drawn) while an alert gate holds voluntary work."""
+    found = chaos.plan(context, arming, chaos_facts or chaos.ChaosFacts(seed=0))
+    extra = tuple(g for g in target_gates if g.name in _ALSO_HOLD_CHAOS)
+    if not extra:
+        return found
+    if any(g.holds for g in extra):
+        return dataclasses.replace(found, gates=found.gates + extra, draw=None, proposal=None)
+    return dataclasses.replace(found, gates=found.gates + extra)
 
 
 def _rotate_shared(

@@ -5,12 +5,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING
 
 from whirlwind import model as model_view
 from whirlwind import policies as policies_mod
 from whirlwind import policy as policy_mod
 from whirlwind import settings as settings_mod
 from whirlwind.planner import health
+
+if TYPE_CHECKING:
+    from whirlwind.planner.chaos import ChaosPlan
 
 HEAL = "heal"
 COUNT = "count"
@@ -41,6 +45,10 @@ class Facts:
     # The model-wide rotation: when it last ran and on which application.
     rotation_last_run: datetime.datetime | None = None
     rotation_last_service: str | None = None
+    # block-on-alerts (alerts.py): None when not set; else the matching alerts firing now,
+    # or why Alertmanager could not be asked (`alerts_error`: fail closed).
+    alerts: tuple[str, ...] | None = None
+    alerts_error: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +107,8 @@ class TargetPlan:
     upcoming: tuple[Upcoming, ...] = ()
     gates: tuple[Gate, ...] = ()
     notes: tuple[str, ...] = ()
+    # Failure injection on this target (None: not opted in, or chaos not planned).
+    chaos: ChaosPlan | None = None
 
     @property
     def holding(self) -> tuple[Gate, ...]:
@@ -124,6 +134,10 @@ class Plan:
         """The earliest time something will be due (for the engine's sleep)."""
         times = [u.at for target in self.targets for u in target.upcoming]
         return min(times, default=None)
+
+    def chaos_plans(self) -> list[ChaosPlan]:
+        """Every target's chaos plan (in configured order)."""
+        return [t.chaos for t in self.targets if t.chaos is not None]
 
     def get(self, service: str) -> TargetPlan | None:
         """The plan for one application."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 
+from whirlwind import alerts
 from whirlwind import policy as policy_mod
 from whirlwind.planner import core, heal
 
@@ -14,6 +15,7 @@ PAUSED = "paused"
 HEALTH = "health"
 WINDOW = "window"
 MASS_FAILURE = "mass-failure"
+ALERTS = "alerts"
 
 
 def get_common(context: core.Context) -> list[core.Gate]:
@@ -53,6 +55,19 @@ def get_mass_failure(context: core.Context, counts: core.Counts) -> core.Gate:
     limit = f"{context.policy.heal_max_unhealthy:.0%}"
     detail = f"{counts.broken} of {counts.live} units broken (heals while at most {limit})"
     return core.Gate(MASS_FAILURE, heal.is_mass_failure(context, counts), detail)
+
+
+def get_alerts(context: core.Context) -> core.Gate | None:
+    """block-on-alerts: a matching alert (or Alertmanager unreachable) holds voluntary work.
+
+    Healing and unit counts are never held; None when the option is not set.
+    """
+    facts = context.facts
+    if facts.alerts is None:
+        return None
+    if facts.alerts_error:
+        return core.Gate(ALERTS, True, f"Alertmanager unreachable: {facts.alerts_error}")
+    return core.Gate(ALERTS, bool(facts.alerts), alerts.describe_firing(facts.alerts))
 
 
 def get_window(context: core.Context) -> tuple[core.Gate, datetime.datetime | None]:

@@ -1,0 +1,1 @@
+"""Failure injection: arming, planning and injecting chaos, behind a deliberate guard."""
