@@ -30,6 +30,7 @@ QUICK = harness.Options(
     heal_poll_interval=2,
     plans=5,
     plan_commands=1,
+    scrapes=20,
 )
 
 
@@ -69,6 +70,9 @@ def _parse_args(argv: list[str]) -> tuple[harness.Options, argparse.Namespace]:
         help=f"`ctl plan` commands (agent), default {defaults.plan_commands}",
     )
     parser.add_argument(
+        "--scrapes", type=int, help=f"scrapes of /metrics per side, default {defaults.scrapes}"
+    )
+    parser.add_argument(
         "--phases",
         default=",".join(harness.PHASES),
         help=f"comma-separated subset of {','.join(harness.PHASES)} (default: all)",
@@ -91,10 +95,14 @@ def _parse_args(argv: list[str]) -> tuple[harness.Options, argparse.Namespace]:
         "heal_poll_interval": args.heal_poll_interval,
         "plans": args.plans,
         "plan_commands": args.plan_commands,
+        "scrapes": args.scrapes,
     }
     options = dataclasses.replace(options, **{k: v for k, v in overrides.items() if v is not None})
     counts = (options.replacements, options.deltas, options.batch, options.big_units)
-    if min(*counts, options.heals, options.plans) < 1 or options.plan_commands < 0:
+    if (
+        min(*counts, options.heals, options.plans, options.scrapes) < 1
+        or options.plan_commands < 0
+    ):
         parser.error("counts must be 1 or more (--plan-commands 0 or more)")
     if options.heal_after < 0 or options.heal_poll_interval < 1:
         parser.error("--heal-after must be 0 or more, --heal-poll-interval 1 or more")

@@ -18,14 +18,18 @@ import os
 import pathlib
 import random
 import signal
+import socket
 import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, BinaryIO
 
+from prometheus_client import parser as prom_parser
+from prometheus_client.openmetrics import parser as openmetrics_parser
+
 import bench
-from bench import fakes, procstat
+from bench import fakes, procstat, scraper
 from tests.fakejuju import server as fake_server
 from whirlwind import control
 from whirlwind import journal as journal_mod
@@ -46,9 +50,11 @@ DEFAULT_STATUS_POLL = 60
 BASELINE_POLL = 0.5
 # Seed of the random moments at which the heal phase breaks units.
 HEAL_SEED = 1
+# One scrape of the agent's /metrics (seconds).
+SCRAPE_TIMEOUT = scraper.SCRAPE_TIMEOUT
 
 
-PHASES = ("replace", "idle", "memory", "heal", "plan")
+PHASES = ("replace", "idle", "memory", "heal", "plan", "scrape")
 _PHASE_TITLES = {
     "replace": "{o.replacements} replacements, settle-period {o.settle_period}s",
     "idle": "idle window of {o.idle_window:g}s",
@@ -56,6 +62,8 @@ _PHASE_TITLES = {
     "heal": "{o.heals} heals of a hook error and {o.heals} of a lost agent, heal-after"
     " {o.heal_after}s",
     "plan": "{o.plans} plan requests on {o.big_units:,} + {o.target_units} units",
+    "scrape": "{o.scrapes} scrapes of the agent's /metrics (agent: on {o.big_units:,} +"
+    " {o.target_units} units; baseline: the same agent on {o.target_units} units)",
 }
 # The kinds of breakage the heal phase measures, in the order it runs them.
 ERROR = "error"
@@ -88,6 +96,8 @@ class Options:
     # Plan phase: requests per side on the big model, and `ctl plan` commands (agent).
     plans: int = 20
     plan_commands: int = 3
+    # Scrape phase: scrapes of the agent's /metrics per side.
+    scrapes: int = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,6 +253,38 @@ class PlanPhase:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScrapePhase:
+    """Scrapes of the agent's /metrics, one after the other: round trips and the agent's CPU."""
+
+    units: int
+    seconds: tuple[float, ...]
+    # utime + stime of the agent process over all the scrapes (10 ms resolution).
+    cpu_seconds: float
+    # The last scrape's body: on the wire (gzip) and decoded; and its samples.
+    wire_bytes: int
+    text_bytes: int
+    samples: int
+    # Controller calls that arrived while the scrapes ran (pings and AllWatcher.Next aside):
+    # a FullStatus poll means the agent parsed the whole model meanwhile.
+    calls: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        """Median round trip (seconds)."""
+        return statistics.median(self.seconds)
+
+    @property
+    def worst(self) -> float:
+        """Slowest round trip (seconds)."""
+        return max(self.seconds)
+
+    @property
+    def cpu_per_scrape(self) -> float:
+        """The agent's CPU time per scrape (seconds)."""
+        return self.cpu_seconds / len(self.seconds)
+
+
+@dataclasses.dataclass(frozen=True)
 class SideResult:
     """Everything measured for one side."""
 
@@ -252,6 +294,7 @@ class SideResult:
     memory: Memory | None
     heal: HealPhase | None = None
     plan: PlanPhase | None = None
+    scrape: ScrapePhase | None = None
 
     @property
     def median_latency(self) -> float:
@@ -366,13 +409,15 @@ async def run_agent(
     status_poll_interval: int = DEFAULT_STATUS_POLL,
     heal_after: int | None = None,
     services: tuple[str, ...] = (TARGET,),
+    metrics_port: int = 0,
 ) -> AsyncIterator[AgentProcess]:
     """Render settings for `controller` as the charm would, start the agent, stop it after.
 
     `heal_after` None keeps the default (600 s: nothing breaks outside the heal phase).
+    `metrics_port` 0 (the default here) serves no metrics: only the scrape phase scrapes.
     """
     config, agent_settings = _write_agent_settings(
-        controller, workdir, options, status_poll_interval, heal_after, services
+        controller, workdir, options, status_poll_interval, heal_after, services, metrics_port
     )
     log = workdir / "agent.log"
     proc = await _spawn(agent_command(config), log)
@@ -391,6 +436,7 @@ def _write_agent_settings(
     status_poll_interval: int,
     heal_after: int | None = None,
     services: tuple[str, ...] = (TARGET,),
+    metrics_port: int = 0,
 ) -> tuple[pathlib.Path, settings_mod.AgentSettings]:
     """Settings file plus a 0600 password file, as the charm renders them."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -409,6 +455,7 @@ def _write_agent_settings(
         control_socket=workdir / "control.sock",
         log_level="INFO",
         status_poll_interval=status_poll_interval,
+        metrics_port=metrics_port,
     )
     if heal_after is not None:
         agent_settings = dataclasses.replace(agent_settings, heal_after=heal_after)
@@ -926,6 +973,126 @@ async def _baseline_plan(options: Options, workdir: pathlib.Path, say: Say) -> A
     return plan_from_events(fake.controller, events, sum(services.values()))
 
 
+# -- scrape ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the agent binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def check_scrape(text: bytes, services: Mapping[str, int]) -> int:
+    """The exposition counts every target's live units (it saw the model); its sample count.
+
+    OpenMetrics (what the scrape asks for first; it ends with `# EOF`) or the text format.
+    """
+    decoded = text.decode()
+    if decoded.endswith("# EOF\n"):
+        families = list(openmetrics_parser.text_string_to_metric_families(decoded))
+    else:
+        families = list(prom_parser.text_string_to_metric_families(decoded))
+    units = {
+        s.labels["service"]: int(s.value)
+        for family in families
+        if family.name == "whirlwind_units"
+        for s in family.samples
+    }
+    if units != dict(services):
+        raise RuntimeError(f"the scrape's whirlwind_units {units} are not the model's")
+    return sum(len(family.samples) for family in families)
+
+
+async def wait_metrics_ready(
+    port: int, services: Mapping[str, int], timeout: float = READY_TIMEOUT
+) -> None:
+    """Until /metrics answers with every target's live units (connected, planned)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, _, text = await asyncio.to_thread(scraper.scrape, port)
+            check_scrape(text, services)
+            return
+        except (OSError, RuntimeError) as exc:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"/metrics on port {port} not ready: {exc}") from exc
+        await asyncio.sleep(0.1)
+
+
+async def time_scrapes(
+    controller: fake_server.FakeJujuController,
+    port: int,
+    count: int,
+    services: Mapping[str, int],
+    pid: int,
+) -> ScrapePhase:
+    """`count` scrapes one after the other; the agent's CPU and controller calls meanwhile.
+
+    The scrapes come from `python -m bench.scraper`, a process of its own (this one runs the
+    fake); `pid` is the agent's process.
+    """
+    start = time.time()
+    before = procstat.read_sample(pid)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.scraper", "--port", str(port), "--count", str(count),
+        cwd=bench.ROOT,
+        env=_env(),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(
+            proc.communicate(), READY_TIMEOUT + count * SCRAPE_TIMEOUT
+        )
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    cpu = procstat.read_sample(pid).cpu_seconds - before.cpu_seconds
+    calls = _calls_in(controller, [(start, time.time())])
+    if proc.returncode != 0:
+        raise RuntimeError(f"the scraper exited with {proc.returncode}: {err.decode()[-2000:]}")
+    result = json.loads(out)
+    text = result["text"].encode()
+    samples = check_scrape(text, services)
+    return ScrapePhase(
+        sum(services.values()),
+        tuple(result["seconds"]),
+        cpu,
+        result["wire-bytes"],
+        len(text),
+        samples,
+        calls,
+    )
+
+
+async def _scrape_side(options: Options, workdir: pathlib.Path, big_units: int) -> ScrapePhase:
+    """The agent with both applications as targets, `big` at `big_units`, scraped."""
+    options = dataclasses.replace(options, big_units=big_units)
+    services = _big_services(options)
+    port = free_port()
+    async with (
+        _fake(options, big=True) as fake,
+        run_agent(
+            fake.controller, workdir, options, services=tuple(services), metrics_port=port
+        ) as agent,
+    ):
+        await wait_metrics_ready(port, services)
+        await asyncio.sleep(options.warmup)
+        return await time_scrapes(fake.controller, port, options.scrapes, services, agent.pid)
+
+
+async def _agent_scrape(options: Options, workdir: pathlib.Path, say: Say) -> Any:
+    return await _scrape_side(options, workdir, options.big_units)
+
+
+async def _baseline_scrape(options: Options, workdir: pathlib.Path, say: Say) -> Any:
+    # The same agent, targets and series on a model of 3 units: only the size differs.
+    return await _scrape_side(options, workdir, 0)
+
+
 _Phase = Callable[[Options, pathlib.Path, Say], Awaitable[Any]]
 _PHASES: Mapping[str, Mapping[str, _Phase]] = {
     "agent": {
@@ -934,6 +1101,7 @@ _PHASES: Mapping[str, Mapping[str, _Phase]] = {
         "memory": _agent_memory,
         "heal": _agent_heals,
         "plan": _agent_plan,
+        "scrape": _agent_scrape,
     },
     "baseline": {
         "replace": _baseline_replacements,
@@ -941,6 +1109,7 @@ _PHASES: Mapping[str, Mapping[str, _Phase]] = {
         "memory": _baseline_memory,
         "heal": _baseline_heals,
         "plan": _baseline_plan,
+        "scrape": _baseline_scrape,
     },
 }
 
@@ -962,6 +1131,7 @@ async def measure(
         results.get("memory"),
         results.get("heal"),
         results.get("plan"),
+        results.get("scrape"),
     )
 
 

@@ -27,6 +27,12 @@ SERVICE_NAME = "whirlwind-agent"
 SERVICE_FILE = f"{SERVICE_NAME}.service"
 RUNTIME_DIRECTORY = "whirlwind"  # systemd creates /run/whirlwind (0700) for the socket
 CONTROL_SOCKET = pathlib.Path("/run") / RUNTIME_DIRECTORY / "control.sock"
+# systemd creates /var/log/whirlwind (root, 0700) and makes it writable under ProtectSystem=strict.
+# The agent writes its log there too (settings `log-file`): opentelemetry-collector reads
+# /var/log/**/*log, not the journal. Both collector snaps' daemons run as root, so 0700 suffices.
+LOGS_DIRECTORY = "whirlwind"
+LOGS_DIRECTORY_MODE = "0700"
+AGENT_LOG_NAME = "agent.log"
 # Juju's data on the machine: every agent's agent.conf (its API password), the machine agent,
 # the tools. The service sees none of it but its own charm folder (read-only).
 JUJU_DATA_DIR = pathlib.Path("/var/lib/juju")
@@ -60,6 +66,7 @@ class WorkloadPaths:
     unit_dir: pathlib.Path = pathlib.Path("/etc/systemd/system")
     agents_dir: pathlib.Path = pathlib.Path("/var/lib/juju/agents")
     control_socket: pathlib.Path = CONTROL_SOCKET
+    log_dir: pathlib.Path = pathlib.Path("/var/log") / LOGS_DIRECTORY
 
     @property
     def settings_file(self) -> pathlib.Path:
@@ -80,6 +87,11 @@ class WorkloadPaths:
     def state_dir(self) -> pathlib.Path:
         """The agent's journal and history."""
         return self.lib_dir / "state"
+
+    @property
+    def log_file(self) -> pathlib.Path:
+        """The agent's log file (size-rotated by the agent; the journal has the same lines)."""
+        return self.log_dir / AGENT_LOG_NAME
 
     @property
     def unit_file(self) -> pathlib.Path:
@@ -188,10 +200,13 @@ KillMode=mixed
 UMask=0077
 RuntimeDirectory={RUNTIME_DIRECTORY}
 RuntimeDirectoryMode=0700
+LogsDirectory={LOGS_DIRECTORY}
+LogsDirectoryMode={LOGS_DIRECTORY_MODE}
 MemoryMax={MEMORY_MAX}
 TasksMax={TASKS_MAX}
 LimitNOFILE={LIMIT_NOFILE}
-# Files: the OS read-only, writable state only; no Juju agent's files but this charm's own.
+# Files: the OS read-only, writable state and logs only (LogsDirectory= above is writable);
+# no Juju agent's files but this charm's own.
 ProtectSystem=strict
 ReadWritePaths={paths.lib_dir}
 TemporaryFileSystem={JUJU_DATA_DIR}:ro

@@ -148,6 +148,14 @@ def _check(expanded: dict[str, Any], meta: dict[str, Any], own: dict[str, Any]) 
     controller = requires.get("controller") if isinstance(requires, dict) else None
     if not isinstance(controller, dict) or controller.get("limit") != 1:
         _fail("metadata.yaml: requires.controller with limit 1 is missing")
+    provides = meta.get("provides") or {}
+    cos_agent = provides.get("cos-agent") if isinstance(provides, dict) else None
+    if (
+        not isinstance(cos_agent, dict)
+        or cos_agent.get("interface") != "cos_agent"
+        or cos_agent.get("limit") != 1
+    ):
+        _fail("metadata.yaml: provides.cos-agent (interface cos_agent, limit 1) is missing")
 
 
 def main() -> None:

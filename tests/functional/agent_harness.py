@@ -66,7 +66,7 @@ def make_settings(
     services: Sequence[str],
     **overrides: Any,
 ) -> settings_mod.AgentSettings:
-    """Settings for an agent on `fake`: fast deadlines, no interval trigger unless asked."""
+    """Agent settings on `fake`: fast deadlines; no interval trigger or metrics unless asked."""
     values: dict[str, Any] = {
         "controller": settings_mod.ControllerSettings(
             endpoints=(fake.endpoint,),
@@ -84,6 +84,8 @@ def make_settings(
         "control_socket": state_dir / "control.sock",
         "status_poll_interval": 1,
         "own_application": OWN_APP,
+        # Off unless a test asks for a port: agents of parallel tests must not all bind 9587.
+        "metrics_port": 0,
     }
     values.update(overrides)
     return settings_mod.AgentSettings(**values)

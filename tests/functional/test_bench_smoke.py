@@ -8,7 +8,9 @@ delivered "healthy since", the heal phase's pieces (victim choice, breaking a un
 delta's delivery, reaction times from the call log, the baseline's broken-unit test on
 libjuju's own status objects), the plan phase's pieces (timed `plan` requests to an agent,
 which must cost the controller nothing, and the baseline's timed full statuses through
-libjuju, each checked against the model's size) and the report.
+libjuju, each checked against the model's size), the scrape phase's pieces (timed scrapes
+of an agent's /metrics from a process of their own, checked against the model's size) and
+the report.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from juju.client import client as juju_client
 from bench import baseline, fakes, harness, procstat, report
 from tests.fakejuju import helpers
 from tests.functional import agent_harness
-from whirlwind import control
+from whirlwind import control, metrics
 
 TARGET = "wsgi-example"
 
@@ -359,3 +361,66 @@ async def test_plan_pieces_on_the_realistic_fake_and_report_has_the_plan_rows(
     assert "| `ctl plan` command, interpreter start included, worst | ms | - | 300 | - |" in text
     assert "agent: `ctl plan` end to end, interpreter start included: 250, 300 ms" in text
     assert "baseline: 2 x full status on 43 units" in text
+
+
+async def test_scrape_pieces_on_an_agent_serving_metrics_and_report_has_the_scrape_rows(
+    agent_dir: pathlib.Path,
+) -> None:
+    services = {TARGET: 3, "big": 40}
+    controller, _ = await fakes.start_fake(
+        services, step_delay=0.01, targets=(TARGET,), delta_lag=(0.005, 0.02)
+    )
+    # The agent as the benchmark runs it (both applications targets), serving its metrics
+    # as `whirlwind run` does (cli.py: AgentMetrics attached to the engine, MetricsServer).
+    agent_settings = agent_harness.make_settings(controller, agent_dir, tuple(services))
+    timings = dataclasses.replace(agent_harness.AGENT_TIMINGS, status_poll_interval=60.0)
+    agent = agent_harness.InProcessAgent(agent_settings, timings=timings)
+    agent_metrics = metrics.AgentMetrics()
+    server = metrics.MetricsServer(agent_metrics.registry)
+    port = harness.free_port()
+    try:
+        await agent.start()
+        agent_metrics.attach(agent.engine, agent.backend)
+        assert server.start(port)
+        await harness.wait_metrics_ready(port, services, timeout=10)
+        phase = await harness.time_scrapes(controller, port, 3, services, os.getpid())
+        # The text format (no OpenMetrics) is read too.
+        text_samples = harness.check_scrape(agent_metrics.render(), services)
+        # A scrape that does not count the model's units is refused.
+        with pytest.raises(RuntimeError, match="are not the model's"):
+            await harness.time_scrapes(controller, port, 1, {TARGET: 3, "big": 41}, os.getpid())
+    finally:
+        await asyncio.to_thread(server.stop)
+        agent_metrics.detach()
+        await agent.stop()
+        await controller.stop()
+
+    assert phase.units == 43
+    assert len(phase.seconds) == 3
+    assert all(s > 0 for s in phase.seconds)
+    # The scrape asked for gzip as Prometheus does, and got it.
+    assert 0 < phase.wire_bytes < phase.text_bytes
+    assert phase.samples == text_samples > 0
+    assert phase.cpu_seconds >= 0
+    assert phase.calls == {}
+
+    small = harness.ScrapePhase(3, (0.002, 0.003, 0.004), 0.006, 1800, 17000, 200)
+    big = harness.ScrapePhase(5003, (0.003, 0.004, 0.012), 0.009, 1810, 17010, 200)
+    agent_side = harness.SideResult("agent", (), None, None, None, None, big)
+    baseline_side = harness.SideResult("baseline", (), None, None, None, None, small)
+    rows = report.build_rows(baseline_side, agent_side)
+    assert [(row.metric, row.met) for row in rows] == [
+        ("scrape of 5,003 units (baseline: the same on 3), median", True),
+        ("scrape of 5,003 units (baseline: the same on 3), worst", False),
+        ("  agent CPU per scrape (utime + stime)", None),
+    ]
+    values = [(row.baseline, row.agent) for row in rows]
+    assert values == [
+        pytest.approx((3.0, 4.0)),
+        pytest.approx((4.0, 12.0)),
+        pytest.approx((2.0, 3.0)),
+    ]
+    text = report.render(baseline_side, agent_side)
+    assert "| scrape of 5,003 units (baseline: the same on 3), worst | ms | 4.0 | 12.0 |" in text
+    assert "1 of 3 at 10 ms or more" in text
+    assert "baseline: 3 scrapes of /metrics on 3 units" in text

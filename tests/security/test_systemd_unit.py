@@ -189,7 +189,14 @@ def test_the_agent_sees_its_code_and_settings_but_no_juju_agents_files(productio
         e.split("=", 1)[1] for e in service["Environment"] if e.startswith("PYTHONPATH=")
     ).split(":")
 
-    needed = [python, *pythonpath, paths.settings_file, paths.credentials_file, paths.state_dir]
+    needed = [
+        python,
+        *pythonpath,
+        paths.settings_file,
+        paths.credentials_file,
+        paths.state_dir,
+        paths.log_file,
+    ]
     for path in needed:
         assert _visible(pathlib.Path(path), hidden, shown), path
     for agent in ("machine-0", "unit-whirlwind-0", "unit-postgresql-1"):
@@ -199,6 +206,10 @@ def test_the_agent_sees_its_code_and_settings_but_no_juju_agents_files(productio
         assert not _visible(other, hidden, shown), other
     assert service["ProtectSystem"] == ["strict"]
     assert service["ReadWritePaths"] == [str(paths.lib_dir)]
+    # The only other writable folder: /var/log/<LogsDirectory>, root only (collectors are root).
+    assert service["LogsDirectory"] == [paths.log_dir.name]
+    assert paths.log_dir.parent == pathlib.Path("/var/log")
+    assert service["LogsDirectoryMode"] == ["0700"]
 
 
 # -- the status units: whirlwind-status.path and whirlwind-status.service ---------------------

@@ -146,6 +146,9 @@ def test_unit_file_runs_the_agent_with_the_charms_interpreter_and_paths(
         f"ReadWritePaths={tmp_path / 'var/lib/whirlwind'}",
         "RuntimeDirectory=whirlwind",
         "RuntimeDirectoryMode=0700",
+        # /var/log/whirlwind: made by systemd, writable despite ProtectSystem=strict, root only.
+        "LogsDirectory=whirlwind",
+        "LogsDirectoryMode=0700",
         "ProtectHome=yes",
         "PrivateTmp=yes",
         "ProtectKernelTunables=yes",
@@ -665,6 +668,8 @@ def test_default_paths_are_the_real_ones():
     assert paths.settings_file == pathlib.Path("/etc/whirlwind/settings.yaml")
     assert paths.credentials_file == pathlib.Path("/etc/whirlwind/credentials")
     assert paths.state_dir == pathlib.Path("/var/lib/whirlwind/state")
+    assert paths.log_file == pathlib.Path("/var/log/whirlwind/agent.log")
+    assert paths.log_dir == pathlib.Path("/var/log") / workload.LOGS_DIRECTORY
     assert paths.unit_file == pathlib.Path("/etc/systemd/system/whirlwind-agent.service")
     assert paths.status_trigger == pathlib.Path("/var/lib/whirlwind/state/status-changed")
     assert paths.status_path_file == pathlib.Path("/etc/systemd/system/whirlwind-status.path")
