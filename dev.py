@@ -102,11 +102,20 @@ def _other_pythons() -> list[tuple[str, str]]:
     return found
 
 
+def _with_workers(pytest_args: list[str]) -> list[str]:
+    """Four workers (pytest-xdist; the tests mostly wait on clocks) unless the arguments say."""
+    chosen = any(a.startswith(("-n", "--numprocesses", "--dist")) for a in pytest_args)
+    if chosen or "no:xdist" in pytest_args or (os.cpu_count() or 1) < 2:
+        return pytest_args
+    return ["-n", "4", *pytest_args]
+
+
 def run_tests(pytest_args: list[str], *, other_pythons: bool) -> None:
     """Everything CI runs: lint, the charmcraft check, all tests, again on other Pythons."""
     lint()
     check_charmcraft()
     bin_dir = _sync()
+    pytest_args = _with_workers(pytest_args)
     _run(bin_dir / "pytest", *pytest_args)
     if not other_pythons:
         return

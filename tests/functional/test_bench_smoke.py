@@ -75,6 +75,9 @@ async def test_taps_churn_and_readers_on_the_realistic_fake_and_report_has_every
             await helpers.wait_until(lambda: _settled(controller, new), timeout=10)
             await controller.wait_delivered()
             await helpers.wait_until(lambda: tap.waiting, timeout=5)
+            # On the real clock the last hook's idle may still be on its way (the fake's lag):
+            # it must arrive through the feed, not be read too early.
+            await helpers.wait_until(lambda: tap.units[new][-1].healthy, timeout=5)
             states = tap.units[new]
             assert not states[0].healthy  # waiting for machine / allocating
             assert states[-1].healthy
