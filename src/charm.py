@@ -1141,6 +1141,15 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+def _gate_results(gates: Any) -> dict[str, str]:
+    """Gates as action results: `holds: <detail>` or `open: <detail>` by name."""
+    return {
+        str(name): ("holds: " if g.get("holds") else "open: ") + str(g.get("detail"))
+        for name, g in (gates.items() if isinstance(gates, Mapping) else ())
+        if isinstance(g, Mapping)
+    }
+
+
 def _plan_results(plan: Mapping[str, Any]) -> dict[str, Any]:
     """The agent's plan as action results: per target its next step, victim, gates, units."""
     results: dict[str, Any] = {}
@@ -1150,7 +1159,6 @@ def _plan_results(plan: Mapping[str, Any]) -> dict[str, Any]:
             continue
         nxt, gates, units = (target.get(key) for key in ("next", "gates", "units"))
         nxt = nxt if isinstance(nxt, Mapping) else None
-        gates = gates if isinstance(gates, Mapping) else {}
         units = units if isinstance(units, Mapping) else {}
         entry: dict[str, Any] = {
             "next": (
@@ -1158,16 +1166,24 @@ def _plan_results(plan: Mapping[str, Any]) -> dict[str, Any]:
             ),
             "victim": str(target.get("victim") or ""),
             "why": str(target.get("why") or ""),
-            "gates": {
-                str(name): ("holds: " if g.get("holds") else "open: ") + str(g.get("detail"))
-                for name, g in gates.items()
-                if isinstance(g, Mapping)
-            },
+            "gates": _gate_results(gates),
             "units": {str(k): "" if v is None else str(v) for k, v in units.items()},
         }
         notes = target.get("notes")
         if isinstance(notes, list) and notes:
             entry["notes"] = "; ".join(str(n) for n in notes)
+        chaos = target.get("chaos")
+        if isinstance(chaos, Mapping):
+            injection = chaos.get("injection")
+            entry["chaos"] = {
+                "gates": _gate_results(chaos.get("gates")),
+                "next-tick": str(chaos.get("next-tick") or "none"),
+                "injection": (
+                    f"{injection.get('kind')} on {injection.get('unit')}: {injection.get('why')}"
+                    if isinstance(injection, Mapping)
+                    else "none"
+                ),
+            }
         results.setdefault("targets", {})[target["service"]] = entry
     results["message"] = str(plan.get("message") or "no targets")
     return results

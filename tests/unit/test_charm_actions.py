@@ -318,6 +318,35 @@ class TestPlan:
             "message": "wsgi-example: age at 09:00 UTC (window opens); window: closed",
         }
 
+    def test_plan_shows_the_chaos_guard_of_an_application_that_opted_in(
+        self, ctx: testing.Context, fake_client: FakeControlClient
+    ):
+        target = {
+            **self.PLAN["targets"][0],
+            "chaos": {
+                "gates": {
+                    "armed": {"holds": True, "detail": "chaos not armed (run arm-chaos)"},
+                    "health": {"holds": False, "detail": "3 of 3 units healthy"},
+                },
+                "holding": ["armed: chaos not armed (run arm-chaos)"],
+                "next-tick": None,
+                "injection": None,
+            },
+        }
+        fake_client.plan_reply = {**self.PLAN, "targets": [target]}
+
+        ctx.run(ctx.on.action("plan"), leader_state())
+
+        assert ctx.action_results is not None
+        assert ctx.action_results["targets"]["wsgi-example"]["chaos"] == {
+            "gates": {
+                "armed": "holds: chaos not armed (run arm-chaos)",
+                "health": "open: 3 of 3 units healthy",
+            },
+            "next-tick": "none",
+            "injection": "none",
+        }
+
     def test_plan_only_on_the_leader(self, ctx: testing.Context):
         with pytest.raises(testing.ActionFailed) as failed:
             ctx.run(ctx.on.action("plan"), leader_state(leader=False))
