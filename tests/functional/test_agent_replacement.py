@@ -198,6 +198,13 @@ async def test_circuit_breaker_stops_an_app_after_repeated_failures_until_succes
     await pump.until(
         lambda: len(agent.history()) == 2 and not agent.unfinished(), 15, "two failures"
     )
+
+    async def breaker_open() -> bool:
+        # The breaker is counted when the operation's task ends, a moment after its journal
+        # entry says finished.
+        return bool((await agent.engine.get_status())["blocked-services"])
+
+    await harness.wait_for(breaker_open, 5, "the breaker open")
     blocked = await agent.engine.get_status()
     await pump.run_for(1.5)  # the interval falls due again: the breaker must hold
     adds_while_open = len(fake.calls_to("Application", "AddUnits"))
