@@ -276,6 +276,20 @@ def _output_text(output: Mapping[str, Any], key: str) -> str:
     return text
 
 
+def _first_entry(reply: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The first entry of a bulk reply's list `key` (an empty dict if there is none)."""
+    entries = reply.get(key) or []
+    return entries[0] if entries and isinstance(entries[0], dict) else {}
+
+
+def _raise_entry_error(what: str, entry: Mapping[str, Any]) -> None:
+    """Raise the error a bulk reply's entry carries (Juju answers per entity), if any."""
+    error = entry.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        raise classify_error(what, str(error.get("message") or ""), str(code) if code else None)
+
+
 def exec_result(unit: str, action: Mapping[str, Any]) -> backend.ExecResult:
     """The ExecResult of a finished `juju exec` action (an Action.Actions result).
 
@@ -829,24 +843,32 @@ class LibjujuBackend:
         action for the unit, with Juju's own timeout) and then Action.Actions every
         exec_poll_interval until the action is final, as libjuju's Model._get_completed_action
         does (it skips Unit.run's wait for the action's watcher delta: Actions answers as
-        soon as Run has). The whole of it has the deadline `timeout`.
+        soon as Run has). The whole of it has the deadline `timeout`. An action still not
+        final then is cancelled (Action.Cancel, best effort): Juju would otherwise run a
+        queued one whenever the unit's agent comes back, long after the caller gave up.
         """
         session = self._session
         if session is None or not self._synced.is_set():
             raise backend.NotConnectedError()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        late = backend.BackendError(
+            f"exec on {unit}: no result within {timeout:g}s", transient=True
+        )
+        try:
+            tag = await asyncio.wait_for(self._enqueue(session, unit, command, timeout), timeout)
+        except asyncio.TimeoutError:
+            raise late from None
         try:
             return await asyncio.wait_for(
-                self._run_on_unit(session, unit, command, timeout), timeout
+                self._await_action(session, unit, tag), max(0.0, deadline - loop.time())
             )
         except asyncio.TimeoutError:
-            raise backend.BackendError(
-                f"exec on {unit}: no result within {timeout:g}s", transient=True
-            ) from None
+            await self._cancel_action(session, unit, tag)
+            raise late from None
 
-    async def _run_on_unit(
-        self, session: _Session, unit: str, command: str, timeout: float
-    ) -> backend.ExecResult:
-        call_timeout = self._timings.call_timeout
+    async def _enqueue(self, session: _Session, unit: str, command: str, timeout: float) -> str:
+        """Action.Run for one unit; the tag of the action it enqueued."""
         enqueued = await self._rpc(
             session.conn,
             "Action",
@@ -863,39 +885,44 @@ class LibjujuBackend:
                 "units": [unit],
                 "workload-context": None,
             },
-            timeout=call_timeout,
+            timeout=self._timings.call_timeout,
         )
-        actions = enqueued.get("actions") or []
-        first = actions[0] if actions and isinstance(actions[0], dict) else {}
-        error = first.get("error")
-        if isinstance(error, dict):
-            code = error.get("code")
-            raise classify_error(
-                f"exec on {unit}", str(error.get("message") or ""), str(code) if code else None
-            )
+        first = _first_entry(enqueued, "actions")
+        _raise_entry_error(f"exec on {unit}", first)
         action = first.get("action")
         tag = action.get("tag") if isinstance(action, dict) else None
         if not isinstance(tag, str) or not tag.startswith("action-"):
             raise backend.BackendError(f"Action.Run: unexpected answer {enqueued!r}")
         logger.debug("exec on %s enqueued as %s", unit, tag)
+        return tag
+
+    async def _await_action(self, session: _Session, unit: str, tag: str) -> backend.ExecResult:
+        """Action.Actions every exec_poll_interval until the action is final."""
         while True:
             found = await self._rpc(
                 session.conn,
                 "Action",
                 "Actions",
                 {"entities": [{"tag": tag}]},
-                timeout=call_timeout,
+                timeout=self._timings.call_timeout,
             )
-            results = found.get("results") or []
-            result = results[0] if results and isinstance(results[0], dict) else {}
-            error = result.get("error")
-            if isinstance(error, dict):
-                code = error.get("code")
-                raise classify_error(
-                    f"exec on {unit} ({tag})",
-                    str(error.get("message") or ""),
-                    str(code) if code else None,
-                )
+            result = _first_entry(found, "results")
+            _raise_entry_error(f"exec on {unit} ({tag})", result)
             if result.get("status") in _ACTION_FINAL:
                 return exec_result(unit, result)
             await asyncio.sleep(self._timings.exec_poll_interval)
+
+    async def _cancel_action(self, session: _Session, unit: str, tag: str) -> None:
+        """Action.Cancel of an action given up on; a failure is only logged."""
+        try:
+            await self._rpc(
+                session.conn,
+                "Action",
+                "Cancel",
+                {"entities": [{"tag": tag}]},
+                timeout=self._timings.call_timeout,
+            )
+        except (backend.BackendError, asyncio.TimeoutError) as exc:
+            logger.warning("exec on %s: could not cancel %s: %s", unit, tag, exc)
+        else:
+            logger.info("exec on %s: cancelled %s (no result in time)", unit, tag)

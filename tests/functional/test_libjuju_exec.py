@@ -109,3 +109,6 @@ async def test_exec_faults(
         with pytest.raises(backend.BackendError, match=expected) as failed:
             await call
         assert failed.value.transient is (mode == "hang")
+    # Given up on at the deadline, the action is cancelled: Juju would run it later otherwise.
+    cancels = fake_juju.calls_to("Action", "Cancel")
+    assert len(cancels) == (1 if mode == "hang" else 0)
