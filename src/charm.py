@@ -1067,15 +1067,19 @@ def _history_line(entry: Mapping[str, Any]) -> str:
     return " ".join(fields)
 
 
-def _format_moment(value: str) -> str:
-    """ISO time as "2026-11-22T10:00:05Z" (left as given if it does not parse)."""
+def _parse_moment(value: str) -> datetime.datetime | None:
+    """ISO time (`Z` allowed): in UTC if it names a zone, else naive; None if it does not parse."""
     try:
         moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return value
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return None
+    return moment.astimezone(datetime.timezone.utc) if moment.tzinfo is not None else moment
+
+
+def _format_moment(value: str) -> str:
+    """ISO time as "2026-11-22T10:00:05Z" (left as given if it does not parse)."""
+    moment = _parse_moment(value)
+    return value if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _result_key(value: object) -> str:
@@ -1101,13 +1105,11 @@ def _format_duration(seconds: int) -> str:
 
 def _format_due(value: str, now: datetime.datetime) -> str:
     """When the next replacement is due: "now", "at 10:04 UTC", or "at 2026-11-23 10:04 UTC"."""
-    try:
-        due = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+    due = _parse_moment(value)
+    if due is None:
         return f"at {value}"
     if due.tzinfo is None:
         due = due.replace(tzinfo=datetime.timezone.utc)
-    due = due.astimezone(datetime.timezone.utc)
     if due <= now:
         return "due now"
     if due - now < datetime.timedelta(hours=20):
@@ -1117,13 +1119,8 @@ def _format_due(value: str, now: datetime.datetime) -> str:
 
 def _format_time(value: str) -> str:
     """ISO time as "2026-11-22 10:00 UTC" (left as given if it does not parse)."""
-    try:
-        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+    moment = _parse_moment(value)
+    return value if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _describe_pause(pause: PauseState, now: datetime.datetime | None = None) -> str:
