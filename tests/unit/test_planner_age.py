@@ -9,44 +9,17 @@ from typing import Any
 import pytest
 
 from tests.unit import inmemory_backend as imb
+from tests.unit.model_builders import T0
+from tests.unit.model_builders import at as _at
+from tests.unit.model_builders import unit as _unit
+from tests.unit.model_builders import view as _view
 from whirlwind import model as model_view
 from whirlwind import planner, policies
 from whirlwind import settings as settings_mod
 from whirlwind.planner import age, core, gates
 
-T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 DAY = 24 * 3600
 BORN = "whirlwind/born"
-
-
-def _at(seconds: float) -> datetime.datetime:
-    return T0 + datetime.timedelta(seconds=seconds)
-
-
-def _unit(name: str, **fields: Any) -> model_view.UnitState:
-    values: dict[str, Any] = {
-        "application": name.split("/")[0],
-        "machine_id": name.split("/")[1],
-        "workload_status": "active",
-        "agent_status": "idle",
-    }
-    values.update(fields)
-    return model_view.UnitState(name=name, **values)
-
-
-def _view(*units: model_view.UnitState, born: dict[str, float] | None = None) -> Any:
-    """A view of `units`; `born` gives units a born annotation (seconds from T0)."""
-    view = model_view.ModelView()
-    view.model_seen = True
-    for app in sorted({u.application for u in units}):
-        view.applications[app] = model_view.ApplicationState(name=app)
-    for unit in units:
-        view.units[unit.name] = unit
-        if unit.machine_id is not None:
-            view.machines.setdefault(unit.machine_id, model_view.MachineState(id=unit.machine_id))
-    for name, at in (born or {}).items():
-        view.annotations[model_view.unit_tag(name)] = {BORN: _at(at).isoformat()}
-    return view
 
 
 def _settings(max_age: int = DAY, **overrides: Any) -> settings_mod.AgentSettings:
