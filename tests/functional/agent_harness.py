@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import inspect
 import json
 import os
@@ -377,6 +378,11 @@ class InvariantChecker:
 # -- the agent in the test's event loop ----------------------------------------------------------
 
 
+def fake_time(fake: fake_server.FakeJujuController) -> Callable[[], datetime.datetime]:
+    """The fake controller's clock as an engine's `now`."""
+    return lambda: datetime.datetime.fromtimestamp(fake.clock.now(), datetime.timezone.utc)
+
+
 class InProcessAgent:
     """Engine + LibjujuBackend + Journal, as `whirlwind run` wires them, in this event loop."""
 
@@ -385,7 +391,9 @@ class InProcessAgent:
         settings: settings_mod.AgentSettings,
         seed: int = 1,
         timings: libjuju_backend.BackendTimings = AGENT_TIMINGS,
+        now: engine.Clock = engine.utc_now,
     ) -> None:
+        """`now` is the engine's clock (fake_time(fake): the fake controller's)."""
         self.settings = settings
         self.backend = libjuju_backend.LibjujuBackend(
             settings, timings=timings, rng=random.Random(seed)
@@ -393,7 +401,9 @@ class InProcessAgent:
         self.journal = journal_mod.Journal(
             settings.state_dir / journal_mod.JOURNAL_FILE, durable=False
         )
-        self.engine = engine.Engine(settings, self.backend, self.journal, rng=random.Random(seed))
+        self.engine = engine.Engine(
+            settings, self.backend, self.journal, now=now, rng=random.Random(seed)
+        )
         self.task: asyncio.Task[bool] | None = None
         self.stopped = False
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import pathlib
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -29,7 +28,7 @@ from tests.fakejuju import fixtures as fake_fixtures
 from tests.fakejuju import server as fake_server
 from tests.functional import agent_harness as harness
 from tests.functional import conftest
-from whirlwind import control, engine, libjuju_backend, policies
+from whirlwind import control, libjuju_backend, policies
 from whirlwind import journal as journal_mod
 from whirlwind.chaos import draws as draws_mod
 from whirlwind.chaos import guard
@@ -55,11 +54,6 @@ TIMINGS = dataclasses.replace(harness.AGENT_TIMINGS, exec_poll_interval=0.02)
 AgentFactory = Callable[..., Awaitable[harness.InProcessAgent]]
 
 
-def fake_time(fake: fake_server.FakeJujuController) -> Callable[[], datetime.datetime]:
-    """The controller's clock as the engine's `now`."""
-    return lambda: datetime.datetime.fromtimestamp(fake.clock.now(), datetime.timezone.utc)
-
-
 @pytest_asyncio.fixture
 async def start_agent(
     fake_juju_factory: fake_fixtures.ControllerFactory, agent_dir: pathlib.Path
@@ -80,9 +74,8 @@ async def start_agent(
         parsed = policies.parse_policies({APP: {"chaos": chaos, **more}}, (APP,))
         values["policies"] = tuple(parsed.items())
         agent_settings = harness.make_settings(fake, folder, (APP,), **values)
-        agent = harness.InProcessAgent(agent_settings, timings=timings)
-        agent.engine = engine.Engine(
-            agent_settings, agent.backend, agent.journal, now=fake_time(fake), rng=random.Random(1)
+        agent = harness.InProcessAgent(
+            agent_settings, timings=timings, now=harness.fake_time(fake)
         )
         started.append(agent)
         return await agent.start()

@@ -16,7 +16,6 @@ import asyncio
 import datetime
 import logging
 import pathlib
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -26,7 +25,7 @@ import pytest_asyncio
 from tests.fakejuju import fixtures as fake_fixtures
 from tests.fakejuju import server as fake_server
 from tests.functional import agent_harness as harness
-from whirlwind import control, engine, policies
+from whirlwind import control, policies
 from whirlwind import journal as journal_mod
 
 APP = "wsgi-example"
@@ -42,11 +41,6 @@ SETTINGS: dict[str, Any] = {
 AgentFactory = Callable[..., Awaitable[harness.InProcessAgent]]
 
 
-def fake_time(fake: fake_server.FakeJujuController) -> Callable[[], datetime.datetime]:
-    """The controller's clock as the engine's `now`."""
-    return lambda: datetime.datetime.fromtimestamp(fake.clock.now(), datetime.timezone.utc)
-
-
 @pytest_asyncio.fixture
 async def start_agent(
     fake_juju_factory: fake_fixtures.ControllerFactory, agent_dir: pathlib.Path
@@ -60,10 +54,7 @@ async def start_agent(
         agent_settings = harness.make_settings(
             fake, agent_dir, services, **{**SETTINGS, **overrides}
         )
-        agent = harness.InProcessAgent(agent_settings)
-        agent.engine = engine.Engine(
-            agent_settings, agent.backend, agent.journal, now=fake_time(fake), rng=random.Random(1)
-        )
+        agent = harness.InProcessAgent(agent_settings, now=harness.fake_time(fake))
         server = control.ControlServer(agent_settings.control_socket, agent.engine)
         started.append((agent, server))
         await server.start()

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
 import logging
 import pathlib
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -29,7 +27,7 @@ import pytest_asyncio
 from tests.fakejuju import fixtures as fake_fixtures
 from tests.fakejuju import server as fake_server
 from tests.functional import agent_harness as harness
-from whirlwind import control, engine, policies
+from whirlwind import control, policies
 from whirlwind import journal as journal_mod
 
 APP = "wsgi-example"
@@ -48,11 +46,6 @@ SETTINGS: dict[str, Any] = {
 AgentFactory = Callable[..., Awaitable[harness.InProcessAgent]]
 
 
-def fake_time(fake: fake_server.FakeJujuController) -> Callable[[], datetime.datetime]:
-    """The controller's clock as the engine's `now`."""
-    return lambda: datetime.datetime.fromtimestamp(fake.clock.now(), datetime.timezone.utc)
-
-
 @pytest_asyncio.fixture
 async def start_agent(
     fake_juju_factory: fake_fixtures.ControllerFactory, agent_dir: pathlib.Path
@@ -66,10 +59,7 @@ async def start_agent(
         agent_settings = harness.make_settings(
             fake, agent_dir, services, **{**SETTINGS, **overrides}
         )
-        agent = harness.InProcessAgent(agent_settings)
-        agent.engine = engine.Engine(
-            agent_settings, agent.backend, agent.journal, now=fake_time(fake), rng=random.Random(1)
-        )
+        agent = harness.InProcessAgent(agent_settings, now=harness.fake_time(fake))
         started.append(agent)
         return await agent.start()
 
