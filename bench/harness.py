@@ -100,8 +100,24 @@ class Options:
     scrapes: int = 200
 
 
+class _Counted:
+    """Controller calls in a window by Facade.Method (`calls`; pings are never counted)."""
+
+    calls: Mapping[str, int]
+
+    @property
+    def total_calls(self) -> int:
+        """Every call in the window: a replacement's, or a heal's from the fault to its end."""
+        return sum(self.calls.values())
+
+    @property
+    def calls_without_next(self) -> int:
+        """Calls other than the AllWatcher.Next long polls."""
+        return self.total_calls - self.calls.get(fakes.NEXT, 0)
+
+
 @dataclasses.dataclass(frozen=True)
-class Replacement:
+class Replacement(_Counted):
     """One make-before-break replacement as the fake saw it."""
 
     old_unit: str
@@ -118,16 +134,6 @@ class Replacement:
     # How often the new unit became active/idle before DestroyUnit: as delivered, in the fake.
     became_healthy: int = 0
     became_healthy_fake: int = 0
-
-    @property
-    def total_calls(self) -> int:
-        """Every call in the operation's window (pings are never counted)."""
-        return sum(self.calls.values())
-
-    @property
-    def calls_without_next(self) -> int:
-        """Calls other than the AllWatcher.Next long polls."""
-        return self.total_calls - self.calls.get(fakes.NEXT, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +166,7 @@ class Memory:
 
 
 @dataclasses.dataclass(frozen=True)
-class Heal:
+class Heal(_Counted):
     """One heal of a broken unit as the fake saw it; times are time.time()."""
 
     kind: str  # ERROR or LOST
@@ -197,16 +203,6 @@ class Heal:
         if self.first_status is None:
             return None
         return self.added - self.first_status - self.heal_after
-
-    @property
-    def total_calls(self) -> int:
-        """Every call from the fault to the end of the heal (pings are never counted)."""
-        return sum(self.calls.values())
-
-    @property
-    def calls_without_next(self) -> int:
-        """Calls other than the AllWatcher.Next long polls."""
-        return self.total_calls - self.calls.get(fakes.NEXT, 0)
 
 
 @dataclasses.dataclass(frozen=True)
